@@ -1,0 +1,1 @@
+"""analysis: reports and plots of training runs, searches and video jobs."""

@@ -1,0 +1,114 @@
+"""Face detection (OpenCV's Haar frontal-face cascade) and 48 px crops, shared by serving and video.
+
+The detector settings are the seed pipeline's: scale factor 1.1, minNeighbors 5, minimum size 30 px.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]  # x, y, w, h
+
+SCALE_FACTOR = 1.1
+MIN_NEIGHBORS = 5
+MIN_SIZE = 30
+CASCADE_FILE = "haarcascade_frontalface_default.xml"
+
+# cv2.CascadeClassifier.detectMultiScale is not safe to call on one object from several threads
+# (Serve replicas and video workers use thread pools), so each thread loads its own copy, once.
+_local = threading.local()
+
+
+def cascade_path() -> Path:
+    """Where the frontal-face cascade lives: inside the opencv-python(-headless) wheel."""
+    data = getattr(cv2, "data", None)
+    root = getattr(data, "haarcascades", "") if data is not None else ""
+    return Path(root) / CASCADE_FILE
+
+
+def _cascade() -> cv2.CascadeClassifier:
+    path = cascade_path()
+    cache: dict[str, cv2.CascadeClassifier] = _local.__dict__.setdefault("cascades", {})
+    if str(path) not in cache:
+        classifier = cv2.CascadeClassifier(str(path)) if path.is_file() else None
+        if classifier is None or classifier.empty():
+            raise FileNotFoundError(
+                f"Haar cascade {CASCADE_FILE} not found or unreadable at {path}. It ships with OpenCV's "
+                f"pip wheels: pip install 'opencv-python-headless<5' (a system or conda OpenCV may lack "
+                f"cv2.data.haarcascades).")
+        cache[str(path)] = classifier
+    return cache[str(path)]
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Gray uint8 from gray (H, W), (H, W, 1), BGR (H, W, 3) or BGRA (H, W, 4) uint8.
+
+    Colour uses cv2.cvtColor, i.e. ITU-R BT.601 luma: Y = 0.299 R + 0.587 G + 0.114 B (alpha ignored),
+    the same formula FER2013's gray images and cv2.imread(..., IMREAD_GRAYSCALE) use.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}; decode with cv2.imdecode or convert "
+                         f"with np.clip(x, 0, 255).astype(np.uint8)")
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[..., 0]
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    raise ValueError(f"expected a gray (H, W), BGR (H, W, 3) or BGRA (H, W, 4) image, got shape {image.shape}")
+
+
+def detect_faces(image: np.ndarray, scale_factor: float = SCALE_FACTOR, min_neighbors: int = MIN_NEIGHBORS,
+                 min_size: int = MIN_SIZE) -> list[Box]:
+    """Haar frontal-face boxes (x, y, w, h) in `image` (gray or BGR/BGRA uint8), largest first."""
+    found = _cascade().detectMultiScale(to_gray(image), scaleFactor=scale_factor, minNeighbors=min_neighbors,
+                                        minSize=(min_size, min_size))
+    boxes = [tuple(int(v) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+    return sorted(boxes, key=lambda b: (-b[2] * b[3], b[1], b[0]))
+
+
+def crop_face(gray: np.ndarray, box: Box, size: int = 48, margin: float = 0.0) -> np.ndarray:
+    """A (size, size) uint8 crop of `box`, squared and resized.
+
+    The crop is the square of side max(w, h) * (1 + 2 * margin) centred on the box (margin is the
+    fraction of the side added on each side). Parts outside the image repeat the edge pixels
+    (BORDER_REPLICATE), so a face at the border is not framed by black bars the model never saw.
+    Shrinking uses INTER_AREA (averages, no aliasing); enlarging uses INTER_LINEAR (INTER_AREA
+    enlarges as nearest-neighbour blocks).
+    """
+    gray = to_gray(gray)
+    x, y, w, h = (float(v) for v in box)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"box {tuple(box)} has no area; expected (x, y, w, h) with w, h > 0")
+    side = max(1, int(round(max(w, h) * (1 + 2 * margin))))
+    x0 = int(round(x + w / 2 - side / 2))
+    y0 = int(round(y + h / 2 - side / 2))
+    height, width = gray.shape
+    # Pad only as much as the square sticks out, then cut it from the padded image.
+    pad_l, pad_t = max(0, -x0), max(0, -y0)
+    pad_r, pad_b = max(0, x0 + side - width), max(0, y0 + side - height)
+    if pad_l or pad_t or pad_r or pad_b:
+        gray = cv2.copyMakeBorder(gray, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+    square = gray[y0 + pad_t:y0 + pad_t + side, x0 + pad_l:x0 + pad_l + side]
+    if side == size:
+        return np.ascontiguousarray(square)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(square, (size, size), interpolation=interpolation)
+
+
+def crops_for_image(image: np.ndarray, boxes: list[Box] | None = None,
+                    size: int = 48) -> tuple[np.ndarray, list[Box]]:
+    """(N, size, size) uint8 face crops and their boxes; detects faces when `boxes` is None."""
+    gray = to_gray(image)
+    if boxes is None:
+        boxes = detect_faces(gray)
+    boxes = [tuple(int(v) for v in box) for box in boxes]
+    if not boxes:
+        return np.zeros((0, size, size), np.uint8), []
+    return np.stack([crop_face(gray, box, size) for box in boxes]), boxes

@@ -1,0 +1,365 @@
+"""The training loop: `train_one_epoch`, `evaluate`, `fit`. Reads top to bottom as the recipe.
+
+The dataset lives on the training device as uint8 (35,887 x 48 x 48 is 83 MB), batches are gathered by
+index and augmented there in one call, so no DataLoader workers or per-image transforms are needed.
+Every epoch is seeded from (seed, epoch), which makes a resumed run repeat an uninterrupted one.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_core import checkpoint as ckpt_io
+from fer_core.augment import BatchAugment, to_input
+from fer_core.config import TrainConfig, save_yaml, to_dict
+from fer_core.data import FerData, Split
+from fer_core.labels import CLASSES
+from fer_core.losses import make_loss
+from fer_core.metrics import classification_report, confusion_matrix, macro_f1, per_class
+from fer_core.models import create_model
+from fer_core.sampling import epoch_indices, focus_weights
+
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "seconds"]
+Report = Callable[[dict[str, Any], str], None]
+
+
+# ----------------------------------------------------------------------------------------------- setup
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{name}' asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    return cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+
+
+def use_channels_last(cfg: TrainConfig, model: nn.Module) -> bool:
+    if cfg.channels_last == "auto":
+        return getattr(model, "channels_last_ok", True)
+    return cfg.channels_last == "on"
+
+
+def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    return {"head_width": cfg.head_width, "dropout": cfg.dropout, "dropout2": cfg.dropout2,
+            "pretrained": cfg.pretrained, "img_size": cfg.img_size}
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    return create_model(cfg.model, num_classes=len(CLASSES), **model_kwargs(cfg))
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters()]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Multiplier of cfg.lr at optimizer step `step` (stepped every batch, so short runs anneal smoothly)."""
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    floor = cfg.lr_min / cfg.lr
+    if step < warmup:
+        return floor + (1 - floor) * (step + 1) / warmup
+    if cfg.scheduler in ("cosine", "onecycle"):
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.scheduler == "step":  # x0.1 at half and at three quarters of the run
+        return 0.1 ** ((step >= total_steps // 2) + (step >= 3 * total_steps // 4))
+    return 1.0
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**31)
+
+
+@dataclass
+class EvalResult:
+    probs: np.ndarray
+    loss: float
+    probs_tta: np.ndarray | None = None
+
+    def accuracy(self, labels: np.ndarray) -> float:
+        return float((self.probs.argmax(1) == labels).mean()) if len(labels) else 0.0
+
+
+@dataclass
+class FitResult:
+    run_dir: Path | None
+    best_epoch: int
+    best_metric: float
+    epochs_done: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+# ----------------------------------------------------------------------------------------- the verbs
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
+                    images: torch.Tensor, labels: torch.Tensor, order: np.ndarray, cfg: TrainConfig,
+                    augment: BatchAugment, generator: torch.Generator, set_lr: Callable[[], None],
+                    bf16: bool, channels_last: bool, progress: Callable[[int, int], None] | None = None
+                    ) -> tuple[float, float]:
+    """One pass over `order` (indices into images/labels). Returns (mean loss, accuracy)."""
+    model.train()
+    device = images.device
+    order_t = torch.from_numpy(order).to(device)
+    n_batches = len(order) // cfg.batch_size or 1  # drop the ragged last batch: BN needs > 1 image
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    for b in range(n_batches):
+        idx = order_t[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        x = augment(images[idx], generator)
+        y = labels[idx]
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        set_lr()
+        with autocast:
+            logits = model(x)
+            loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if progress:
+            progress(b + 1, n_batches)
+    return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, images_u8: torch.Tensor | np.ndarray, mean: float, std: float,
+                  batch_size: int = 512, tta: bool = False, bf16: bool = False,
+                  channels_last: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Softmax probabilities for (N, H, W) uint8 images; with tta also the average with the mirror image."""
+    model.eval()
+    device = next(model.parameters()).device
+    if isinstance(images_u8, np.ndarray):
+        images_u8 = torch.from_numpy(images_u8)
+    plain, flipped = [], []
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    for start in range(0, len(images_u8), batch_size):
+        x = to_input(images_u8[start:start + batch_size].to(device), mean, std)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            plain.append(F.softmax(model(x).float(), 1).cpu())
+            if tta:
+                flipped.append(F.softmax(model(torch.flip(x, dims=[3])).float(), 1).cpu())
+    empty = torch.zeros(0, len(CLASSES))
+    probs = torch.cat(plain) if plain else empty
+    probs_tta = ((probs + torch.cat(flipped)) / 2 if flipped else empty) if tta else None
+    return probs.numpy(), (probs_tta.numpy() if probs_tta is not None else None)
+
+
+def evaluate(model: nn.Module, split: Split, cfg: TrainConfig, tta: bool = False, bf16: bool = False,
+             channels_last: bool = False) -> EvalResult:
+    """Probabilities and plain cross-entropy (no weights, no smoothing) on a split."""
+    device = next(model.parameters()).device
+    images = torch.from_numpy(split.images).to(device) if isinstance(split.images, np.ndarray) else split.images
+    probs, probs_tta = predict_probs(model, images, cfg.mean, cfg.std, cfg.eval_batch_size, tta, bf16, channels_last)
+    labels = np.asarray(split.labels)
+    loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()) if len(labels) else 0.0
+    return EvalResult(probs, loss, probs_tta)
+
+
+# ------------------------------------------------------------------------------------------ run files
+def read_metrics_csv(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with path.open() as fh:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    lines = [",".join(METRIC_COLUMNS)]
+    lines += [",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in METRIC_COLUMNS)
+              for row in rows]
+    ckpt_io.atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def is_better(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best if metric == "val_loss" else value > best
+
+
+# ------------------------------------------------------------------------------------------------ fit
+def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, report: Report | None = None,
+        resume: bool = False, log: Callable[[str], None] = print,
+        progress: Callable[[int, int, int], None] | None = None) -> FitResult:
+    """Train `cfg` on `data`, checkpointing every epoch into run_dir/weights (last.pt, best.pt).
+
+    `report(metrics_row, last_checkpoint_path)` is called after every epoch; the search passes one that
+    calls `tune.report`. With `resume`, training continues from run_dir/weights/last.pt.
+    """
+    device = resolve_device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    run_dir = Path(run_dir) if run_dir else None
+    weights_dir = run_dir / "weights" if run_dir else None
+
+    train = data.train
+    if cfg.train_subset and cfg.train_subset < len(train):
+        from fer_core.data import stratified_subset
+
+        train = stratified_subset(train, cfg.train_subset, cfg.seed)
+    model = build_model(cfg).to(device)
+    channels_last = use_channels_last(cfg, model) and device.type in ("cuda", "cpu")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    bf16 = use_bf16(cfg, device)
+    optimizer = build_optimizer(cfg, model)
+    loss_fn = make_loss(cfg, train.labels, len(CLASSES), device)
+    augment = BatchAugment(cfg)
+    steps_per_epoch = max(1, len(train) // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    can_freeze = bool(cfg.pretrained) and cfg.freeze_epochs > 0 and hasattr(model, "backbone_parameters")
+
+    start_epoch, best_metric, best_epoch, history = 0, None, 0, []
+    sampler_weights = np.ones(len(CLASSES))
+    if resume:
+        last = ckpt_io.load_checkpoint(weights_dir / "last.pt", map_location=device)
+        model.load_state_dict(last["state_dict"])
+        optimizer.load_state_dict(last["optimizer"])
+        start_epoch, best_epoch = int(last["epoch"]), int(last["best_epoch"])
+        best_metric = last["best_metric"]
+        sampler_weights = np.asarray(last["sampler_weights"], dtype=np.float64)
+        ckpt_io.set_rng_state(last["rng"])
+        # metrics.csv may be one row behind or ahead of last.pt if the kill fell between the two writes
+        history = [r for r in read_metrics_csv(run_dir / "metrics.csv") if r["epoch"] <= start_epoch]
+        if not history or history[-1]["epoch"] < start_epoch:
+            history.append(dict(last["metrics"]))
+        log(f"resuming at epoch {start_epoch + 1}/{cfg.epochs} from {weights_dir / 'last.pt'}")
+    if run_dir:
+        weights_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / "config.yaml")
+
+    images = torch.from_numpy(train.images).to(device)
+    labels = torch.from_numpy(np.asarray(train.labels, dtype=np.int64)).to(device)
+    val_images = torch.from_numpy(data.val.images).to(device)
+    val_split = Split(val_images, np.asarray(data.val.labels))
+    step = start_epoch * steps_per_epoch
+    stopped_early = False
+    epoch = start_epoch
+
+    for epoch in range(start_epoch, cfg.epochs):
+        if best_metric is not None and cfg.patience > 0 and epoch - best_epoch >= cfg.patience:
+            stopped_early = True
+            log(f"early stop: no better {cfg.metric} in {cfg.patience} epochs (best at epoch {best_epoch})")
+            break
+        seed = epoch_seed(cfg.seed, epoch)
+        torch.manual_seed(seed)  # dropout; the generator below drives augmentation
+        generator = torch.Generator(device=device).manual_seed(seed)
+        order = epoch_indices(train.labels, sampler_weights, np.random.default_rng(seed))
+        if can_freeze:
+            frozen = epoch < cfg.freeze_epochs
+            for p in model.backbone_parameters():
+                p.requires_grad_(not frozen)
+
+        def set_lr() -> None:
+            nonlocal step
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(cfg, step, total_steps, steps_per_epoch)
+            step += 1
+
+        t0 = time.perf_counter()
+        bar = (lambda b, n, e=epoch: progress(e + 1, b, n)) if progress else None
+        train_loss, train_acc = train_one_epoch(model, optimizer, loss_fn, images, labels, order, cfg, augment,
+                                                generator, set_lr, bf16, channels_last, bar)
+        train_seconds = time.perf_counter() - t0
+        val = evaluate(model, val_split, cfg, bf16=bf16, channels_last=channels_last)
+        confusion = confusion_matrix(val_split.labels, val.probs.argmax(1), len(CLASSES))
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+               "train_acc": train_acc, "val_loss": val.loss, "val_acc": val.accuracy(val_split.labels),
+               "val_macro_f1": macro_f1(confusion), "seconds": time.perf_counter() - t0}
+        history.append(row)
+        if cfg.focus_k > 0 and epoch + 1 >= cfg.focus_start:
+            sampler_weights = focus_weights(per_class(confusion)[2], cfg.focus_k, cfg.focus_weight)
+        improved = is_better(cfg.metric, row[cfg.metric], best_metric)
+        if improved:
+            best_metric, best_epoch = row[cfg.metric], epoch + 1
+
+        last_path = ""
+        if run_dir:
+            state = make_checkpoint(cfg, model, optimizer, epoch + 1, best_metric, best_epoch, sampler_weights, row)
+            last_path = str(weights_dir / "last.pt")
+            ckpt_io.atomic_torch_save(state, last_path)
+            if improved:
+                shutil.copyfile(last_path, weights_dir / ".best.pt.tmp")
+                (weights_dir / ".best.pt.tmp").replace(weights_dir / "best.pt")
+            write_metrics_csv(run_dir / "metrics.csv", history)
+        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f}  train_acc {train_acc:.4f}  "
+            f"val_acc {row['val_acc']:.4f}  val_f1 {row['val_macro_f1']:.4f}  "
+            f"{len(order) / train_seconds:.0f} img/s  {row['seconds']:.1f}s" + ("  *" if improved else ""))
+        if report:
+            report(dict(row, best_metric=best_metric, best_epoch=best_epoch), last_path)
+    else:
+        epoch = cfg.epochs
+    return FitResult(run_dir, best_epoch, best_metric if best_metric is not None else float("nan"),
+                     epochs_done=len(history), history=history, stopped_early=stopped_early)
+
+
+def make_checkpoint(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
+                    best_metric: float | None, best_epoch: int, sampler_weights: np.ndarray,
+                    metrics: dict[str, Any]) -> dict[str, Any]:
+    """The SPEC.md checkpoint dict: enough to resume exactly and to rebuild the model from the file alone."""
+    state_dict = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) if v.dim() == 4 else v.detach().cpu()
+                  for k, v in model.state_dict().items()}
+    return {
+        "format": ckpt_io.FORMAT,
+        "model_name": cfg.model,
+        "model_kwargs": model_kwargs(cfg),
+        "classes": list(CLASSES),
+        "preprocess": {"img_size": cfg.img_size, "mean": cfg.mean, "std": cfg.std, "gray": True},
+        "config": to_dict(cfg),
+        "state_dict": state_dict,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": {"kind": cfg.scheduler, "epoch": epoch},  # the LR is a pure function of the step
+        "scaler": {},  # bf16 autocast needs no loss scaler
+        "sampler_weights": [float(w) for w in sampler_weights],
+        "epoch": epoch,
+        "best_metric": float(best_metric) if best_metric is not None else None,
+        "best_epoch": best_epoch,
+        "rng": ckpt_io.rng_state(),
+        "metrics": {k: (float(v) if k != "epoch" else int(v)) for k, v in metrics.items()},
+    }
+
+
+def final_evaluation(checkpoint_path: str | Path, data: FerData, tta: bool = True, device: str = "auto",
+                     out: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint on the test split (val when there is none) and write eval.json."""
+    import json
+
+    ckpt = ckpt_io.load_checkpoint(checkpoint_path)
+    model = ckpt_io.model_from_checkpoint(ckpt).to(resolve_device(device))
+    split, name = (data.test, "test") if data.test is not None else (data.val, "val")
+    pre = ckpt["preprocess"]
+    probs, probs_tta = predict_probs(model, split.images, pre["mean"], pre["std"], tta=tta)
+    result = classification_report(probs, np.asarray(split.labels), name, probs_tta=probs_tta)
+    result["checkpoint"] = str(checkpoint_path)
+    result["best_epoch"] = ckpt.get("best_epoch")
+    if out:
+        ckpt_io.atomic_write_text(out, json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,1 @@
+"""jobs: Ray Tune / Ray Data orchestration and the `fertune` command line."""

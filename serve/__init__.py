@@ -1,0 +1,1 @@
+"""serve: the Ray Serve app that hosts a fertune model over HTTP."""
