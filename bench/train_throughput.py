@@ -46,6 +46,8 @@ def _setup(cfg, device):
 
 def bench_fertune(cfg, device, images, labels, steps, warmup):
     model, opt, channels_last, bf16 = _setup(cfg, device)
+    if cfg.compile:
+        model = torch.compile(model)
     loss_fn = make_loss(cfg, labels.cpu().numpy(), 7, device)
     augment, gen = BatchAugment(cfg), torch.Generator(device=device).manual_seed(0)
     rng = np.random.default_rng(0)
@@ -64,6 +66,8 @@ def bench_fertune(cfg, device, images, labels, steps, warmup):
 
 def bench_ceiling(cfg, device, steps, warmup):
     model, opt, channels_last, bf16 = _setup(cfg, device)
+    if cfg.compile:
+        model = torch.compile(model)
     model.train()
     x = torch.randn(cfg.batch_size, 1, cfg.img_size, cfg.img_size, device=device)
     if channels_last:

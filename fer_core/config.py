@@ -58,8 +58,9 @@ class TrainConfig:
     # runtime
     seed: int = 0                      # (int) seeds torch, numpy and python
     device: str = "auto"               # (str) auto | cpu | cuda | cuda:N
-    amp: str = "auto"                  # (str) auto (bf16 on CUDA) | bf16 | off
+    amp: str = "auto"                  # (str) auto (bf16 on CUDA and on CPUs with native bf16) | bf16 | off
     channels_last: str = "auto"        # (str) auto (on CUDA and for conv nets on CPU) | on | off
+    compile: bool = False              # (bool) torch.compile the training forward/backward (GPU speed-up)
     threads: int = 0                   # (int) torch CPU threads; 0 = torch's default
     train_subset: int = 0              # (int) use only this many training images (stratified); 0 = all
     eval_batch_size: int = 512         # (int) batch size for validation and test passes
@@ -69,8 +70,8 @@ class TrainConfig:
 # sized for 2 CPU cores: about 30 minutes for FER2013 including evaluation (see BENCHMARKS.md).
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "resnet18": {},
-    "cnn_small": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "lr_min": 1e-5, "optimizer": "adamw",
-                  "weight_decay": 0.05, "scheduler": "onecycle", "warmup_epochs": 0.5},
+    "cnn_small": {"epochs": 28, "batch_size": 64, "lr": 2e-3, "lr_min": 1e-5, "optimizer": "adamw",
+                  "weight_decay": 0.05, "scheduler": "onecycle", "warmup_epochs": 0.5, "class_weighting": "none"},
     "vit": {"lr": 3e-4, "optimizer": "adamw", "weight_decay": 0.05, "warmup_epochs": 2.0, "head_width": 0},
 }
 

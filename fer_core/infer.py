@@ -117,9 +117,9 @@ class Predictor:
         if len(crops) == 0:
             return np.zeros((0, len(CLASSES)), dtype=np.float32)
         if crops.shape[1:] != (self.img_size, self.img_size):
-            from fer_core.faces import resize_gray
+            from fer_core.data_formats import resize_square
 
-            crops = np.stack([resize_gray(c, self.img_size) for c in crops])
+            crops = np.stack([resize_square(c, self.img_size) for c in crops])
         total = np.zeros((len(crops), len(CLASSES)), dtype=np.float64)
         for model, pre in self.members:
             probs, probs_tta = predict_probs(model, crops, pre["mean"], pre["std"], self.batch_size, tta=self.tta)

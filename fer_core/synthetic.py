@@ -146,7 +146,7 @@ def _draw_head(side: int, expr: Expression, ident: Identity) -> tuple[np.ndarray
     r2 = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2
     shade = 1.0 - 0.32 * r2
     for ex, _ in eyes:
-        shade -= 0.3 * np.exp(-(((xx - ex) / (1.7 * ew)) ** 2 + ((yy - ey + 0.02 * b) / (0.2 * b)) ** 2))
+        shade -= 0.22 * np.exp(-(((xx - ex) / (1.7 * ew)) ** 2 + ((yy - ey + 0.02 * b) / (0.2 * b)) ** 2))
     shade += 0.08 * np.exp(-(((xx - cx) / (0.09 * a)) ** 2 + ((yy - cy + 0.05 * b) / (0.3 * b)) ** 2))
     face = r2 <= 1.0
     hairline = cy - ident.hairline * b + 0.25 * b * ((xx - cx) / a) ** 2  # dips at the temples
@@ -162,7 +162,7 @@ def _draw_head(side: int, expr: Expression, ident: Identity) -> tuple[np.ndarray
     dark = skin * 0.35
     line = max(0.035 * b, 1.0)
     for name, (ex, ey_) in zip(("left_eye", "right_eye"), eyes):
-        _ellipse(lum, (ex, ey_), (ew, eh), min(skin * 1.05, 235))
+        _ellipse(lum, (ex, ey_), (ew, eh), min(skin + 40, 240) * 0.85)
         _ellipse(lum, (ex, ey_), (0.5 * ew, min(eh, 0.5 * ew)), 35.0)        # iris, cut by the lids
         _ellipse(lum, (ex, ey_), (ew, eh), dark, max(int(line), 1), 180, 360)  # upper lid
         boxes[name] = _bounds([(ex - ew, ey_ - eh), (ex + ew, ey_ + eh)], line)
@@ -198,7 +198,7 @@ def _draw_head(side: int, expr: Expression, ident: Identity) -> tuple[np.ndarray
     if expr.mouth_open > 0.05 or expr.sneer > 0.05:
         cv2.fillPoly(lum, [_fix(np.concatenate([up_pts, low_pts[::-1]]))], skin * 0.45, cv2.LINE_AA, _SHIFT)
     lip = max(int(0.07 * b), 1)
-    cv2.polylines(lum, [_fix(up_pts), _fix(low_pts)], False, skin * 0.45, lip, cv2.LINE_AA, _SHIFT)
+    cv2.polylines(lum, [_fix(up_pts), _fix(low_pts)], False, skin * 0.3, lip, cv2.LINE_AA, _SHIFT)
     boxes["mouth"] = _bounds(np.concatenate([up_pts, low_pts]), 0.05 * b)
     # Features were drawn as premultiplied luminance only where the head covers.
     return lum * cover, cover, boxes
@@ -247,10 +247,10 @@ def render_face(emotion: int, rng: np.random.Generator, size: int = 48) -> tuple
     if not 0 <= emotion < len(CLASSES):
         raise ValueError(f"emotion must be 0..{len(CLASSES) - 1} (index into {CLASSES}), got {emotion}")
     ident = random_identity(rng)
-    expr = expression_for(emotion, rng.uniform(0.75, 1.0))
+    expr = expression_for(emotion, rng.uniform(0.85, 1.0))
     lum, cover, boxes = _render_head(
         size, expr, ident, angle=rng.uniform(-10, 10), scale=rng.uniform(0.88, 1.1),
-        shift=tuple(rng.uniform(-0.085, 0.085, 2) * size), supersample=max(2, -(-96 // size)))
+        shift=tuple(rng.uniform(-0.075, 0.075, 2) * size), supersample=max(2, -(-96 // size)))
     bg = rng.uniform(20, 235) * _lighting(size, size, rng, 0.4)
     img = (bg * (1 - cover) + lum) * _lighting(size, size, rng, 0.35)
     img += rng.normal(0, rng.uniform(2, 8), img.shape)

@@ -43,8 +43,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 convolutions run about twice as fast as fp32 (emulated ones run slower)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
-    return cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    """bf16 autocast: on CUDA, and on CPUs with native bf16 (weights and optimizer state stay fp32)."""
+    if cfg.amp != "auto":
+        return cfg.amp == "bf16"
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
 
 
 def use_channels_last(cfg: TrainConfig, model: nn.Module) -> bool:
@@ -64,10 +75,12 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     params = [p for p in model.parameters()]
+    # fused kernels: one launch for the whole update instead of several per tensor (matters at small batches)
+    fused = {"fused": True} if params[0].is_cuda else {}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
 
 
@@ -231,6 +244,9 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
         model = model.to(memory_format=torch.channels_last)
     bf16 = use_bf16(cfg, device)
     optimizer = build_optimizer(cfg, model)
+    # torch.compile fuses the small kernels that dominate at batch 64 on a GPU; the plain module is kept
+    # for evaluation and checkpoints (same parameters), so eval batch sizes never trigger recompiles.
+    train_model = torch.compile(model) if cfg.compile else model
     loss_fn = make_loss(cfg, train.labels, len(CLASSES), device)
     augment = BatchAugment(cfg)
     steps_per_epoch = max(1, len(train) // cfg.batch_size)
@@ -286,7 +302,7 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
 
         t0 = time.perf_counter()
         bar = (lambda b, n, e=epoch: progress(e + 1, b, n)) if progress else None
-        train_loss, train_acc = train_one_epoch(model, optimizer, loss_fn, images, labels, order, cfg, augment,
+        train_loss, train_acc = train_one_epoch(train_model, optimizer, loss_fn, images, labels, order, cfg, augment,
                                                 generator, set_lr, bf16, channels_last, bar)
         train_seconds = time.perf_counter() - t0
         val = evaluate(model, val_split, cfg, bf16=bf16, channels_last=channels_last)

@@ -103,9 +103,13 @@ def cmd_eval(args) -> int:
     labels = split.labels
     if args.labels:
         labels, keep, counts = ferplus_labels(args.labels, args.data, args.split)
+        if len(keep) != len(split):
+            raise ValueError(f"{args.data} gave {len(split)} {args.split} images but {args.labels} has {len(keep)} "
+                             f"rows for that split (rows were dropped or are corrupt); FER+ votes join by row order")
         split = type(split)(split.images[keep], labels)
         labels = split.labels
-        print(f"FER+ labels: {counts}")
+        left = ", ".join(f"{counts[k]} {k}" for k in ("tied", "contempt", "unknown", "not_a_face"))
+        print(f"FER+ labels: {counts['kept']} of {counts['rows']} {args.split} rows scored; left out: {left}")
     predictor.tta = False
     probs = predictor.predict_crops(split.images)
     probs_tta = None
@@ -115,7 +119,13 @@ def cmd_eval(args) -> int:
     report = classification_report(probs, labels, args.split, probs_tta=probs_tta)
     report["model"] = str(args.model)
     report["data"] = str(args.data)
+    if args.labels:
+        report["labels"] = str(args.labels)
+        report["ferplus_counts"] = counts
     print(format_report(report))
+    if report.get("absent_classes"):
+        print(f"note: no {args.split} images of {', '.join(report['absent_classes'])} in {args.data}; "
+              f"those classes are left out of the macro averages")
     _, folder = resolve_checkpoints(args.model)
     out = Path(args.out) if args.out else (folder or Path(".")) / "eval.json"
     if not args.out and out.is_file() and json.loads(out.read_text()).get("data") not in (None, str(args.data)):
@@ -126,10 +136,23 @@ def cmd_eval(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    print("fertune demo: training cnn_small on synthetic faces (a few minutes on 2 CPU cores)")
-    folder = train(dict(DEMO_OVERRIDES), "demo", args.project, args.name, resume=False, exist_ok=False)
-    print(f"\nDemo results: {folder}  (metrics.csv, weights/best.pt, eval.json)\n"
-          f"Next: fertune eval --model {folder} --data demo --tta\n"
-          f"      fertune train --data path/to/fer2013.parquet --set model=cnn_small\n"
-          f"      fertune serve --model {folder}")
+    """The demo search: demo.yaml (4 trials x 3 epochs of cnn_small on synthetic faces) with Ray Tune."""
+    import argparse
+
+    from jobs import search
+
+    # the demo parser's --project defaults to runs/train; a search belongs under runs/search
+    project = "runs/search" if args.project == "runs/train" else args.project
+    print("fertune demo: a 4-trial Ray Tune + Optuna search of cnn_small on synthetic faces "
+          "(a few minutes on 2 CPU cores, Ray start-up included)")
+    search_args = argparse.Namespace(
+        data="demo", classes=None, name=args.name, space="demo.yaml", num_samples=4, max_concurrent=None,
+        epochs=None, time_budget=None, cpus_per_trial=1.0, gpus_per_trial=None, metric=None, seed=0, top_k=3,
+        grace_period=None, reduction_factor=None, address=None, storage=None, wandb=False, resume=False,
+        exist_ok=False, show=False, project=project)
+    folder = search.start(search_args)
+    print(f"\nDemo results: {folder}  (results.parquet, best/weights/best.pt, best/eval.json, ensemble/)\n"
+          f"Next: fertune eval --model {folder / 'best'} --data demo --tta\n"
+          f"      fertune search --data path/to/fer2013.parquet --space cnn_small.yaml --time-budget 45\n"
+          f"      fertune serve --model {folder / 'ensemble'}")
     return 0

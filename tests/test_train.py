@@ -73,3 +73,37 @@ def test_bf16_autocast_and_eval_agree_on_cpu(demo_data):
     cfg = config.resolve({"model": "cnn_small", "epochs": 1, "train_subset": 200, "batch_size": 32, "amp": "bf16"})
     result = fit(cfg, demo_data, log=lambda s: None)
     assert result.epochs_done == 1 and np.isfinite(result.best_metric)
+
+
+def test_real_data_smoke(fer_parquet, tmp_path):
+    """A few hundred real FER2013 images through the whole loop (skips without ../shared)."""
+    from fer_core.data import load_data
+
+    data = load_data(fer_parquet)
+    cfg = config.resolve({"model": "cnn_small", "epochs": 1, "train_subset": 400, "batch_size": 32})
+    result = fit(cfg, data, run_dir=tmp_path, log=lambda s: None)
+    report = final_evaluation(tmp_path / "weights" / "best.pt", data, tta=True)
+    assert result.epochs_done == 1 and report["n"] == 3589 and report["split"] == "test"
+    assert sum(row["support"] for row in report["per_class"].values()) == 3589
+
+
+def test_pretrained_backbone_is_frozen_for_freeze_epochs_then_trained(demo_data, tmp_path):
+    """Staged freeze/unfreeze: with pretrained weights the backbone stays fixed for freeze_epochs."""
+    from torchvision.models import resnet18
+
+    from fer_core.data import FerData, Split
+
+    weights = tmp_path / "imagenet.pth"
+    torch.save(resnet18(weights=None).state_dict(), weights)
+    small = FerData(Split(demo_data.train.images[:64], demo_data.train.labels[:64]),
+                    Split(demo_data.val.images[:32], demo_data.val.labels[:32]), None, "demo")
+    start = torch.load(weights, weights_only=True)["layer4.1.conv2.weight"]
+    cfg = config.resolve({"model": "resnet18", "pretrained": str(weights), "freeze_epochs": 1, "epochs": 2,
+                          "batch_size": 16, "eval_batch_size": 32, "patience": 0})
+    backbone = []
+    fit(cfg, small, run_dir=tmp_path / "run",
+        report=lambda row, path: backbone.append(torch.load(path, weights_only=True)["state_dict"]), log=lambda s: None)
+    key = "backbone.layer4.1.conv2.weight"
+    assert torch.equal(backbone[0][key], start)          # epoch 1: frozen
+    assert not torch.equal(backbone[1][key], start)      # epoch 2: trained
+    assert not torch.equal(backbone[0]["head.5.weight"], backbone[1]["head.5.weight"])

@@ -1,0 +1,102 @@
+"""`fertune report FOLDER`: an HTML report (FOLDER/report/index.html and its PNGs) of a train run, a search
+or a video output, told apart by the files SPEC.md gives each:
+
+| folder | recognised by | report |
+|---|---|---|
+| train run | config.yaml + metrics.csv + weights/ | training curves, then the model section |
+| search | results.parquet (or search.yaml while running) + best/ + ensemble/ | leaderboard, importances, curves, Pareto, best/ and ensemble/ |
+| video output | manifest.parquet | archive summary, per-video timelines and segment strips |
+
+Nothing is fetched from the network: matplotlib draws PNGs next to index.html, which uses no scripts.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from analysis.html import Page
+
+
+def kind_of(folder: Path) -> str:
+    """'train', 'search' or 'video'; raises FileNotFoundError naming what each kind needs."""
+    from analysis.search_report import is_search_folder
+    from analysis.video_report import is_video_folder
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass a train run (runs/train/NAME), a search "
+                                "(runs/search/NAME) or a `fertune video --out` folder")
+    if is_video_folder(folder):
+        return "video"
+    if is_search_folder(folder):
+        return "search"
+    if (folder / "config.yaml").is_file() and (folder / "metrics.csv").is_file() and (folder / "weights").is_dir():
+        return "train"
+    raise FileNotFoundError(f"{folder} is not a report source: expected a train run (config.yaml, metrics.csv, "
+                            "weights/), a search (results.parquet, best/, ensemble/) or a video output "
+                            "(manifest.parquet)")
+
+
+def build_train(folder: Path, out: Path, page: Page, data_override: str | None) -> None:
+    import pandas as pd
+
+    from analysis import plots
+    from analysis.model_report import find_data_arg, load_eval_data, model_section
+
+    page.subtitle = f"train run {folder.resolve()}"
+    page.section("training", "Training")
+    history = pd.read_csv(folder / "metrics.csv")
+    if len(history):
+        last = history.iloc[-1]
+        best = history.loc[history["val_macro_f1"].idxmax()] if "val_macro_f1" in history else last
+        page.kpis({"epochs": str(int(last["epoch"])), "best val macro-F1": f"{best.get('val_macro_f1', float('nan')):.4f}",
+                   "at epoch": str(int(best["epoch"])), "last val accuracy": f"{last.get('val_acc', float('nan')):.2%}",
+                   "train seconds": f"{history['seconds'].sum():.0f}" if "seconds" in history else "-"})
+        page.figure(plots.training_curves(history, out / "training_curves.png", folder.name), "training curves")
+        page.table(history.round(4))
+    else:
+        page.note("metrics.csv has no epochs yet.")
+    config = folder / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        values = yaml.safe_load(config.read_text()) or {}
+        page.heading("Settings (config.yaml)")
+        page.table([{"key": k, "value": str(v)} for k, v in values.items()])
+    if not (folder / "weights" / "best.pt").is_file():
+        page.section("model", "Model")
+        page.note("No weights/best.pt yet: the model section appears once an epoch has finished.")
+        return
+    data = load_eval_data(find_data_arg(folder, data_override), {})
+    model_section(page, out, folder, data, "model", "weights/best.pt", with_gradcam=True)
+
+
+def make_report(folder: str | Path, data: str | None = None, out: str | Path | None = None) -> Path:
+    """Write the report of `folder` into out (default folder/report/); returns the index.html path."""
+    folder = Path(folder).expanduser()
+    kind = kind_of(folder)
+    out = Path(out) if out else folder / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.png"):  # figures of an earlier report that this one may not redraw
+        old.unlink()
+    page = Page(f"fertune report: {folder.resolve().name}")
+    if kind == "train":
+        build_train(folder, out, page, data)
+    elif kind == "search":
+        from analysis import search_report
+
+        search_report.build(folder, out, page, data)
+    else:
+        from analysis import video_report
+
+        video_report.build(folder, out, page)
+    page.subtitle += f" · written {time.strftime('%Y-%m-%d %H:%M')}"
+    return page.write(out)
+
+
+def main(args: Any) -> int:
+    t0 = time.perf_counter()
+    index = make_report(args.folder, data=getattr(args, "data", None), out=getattr(args, "out", None))
+    print(f"report: {index} ({len(list(index.parent.glob('*.png')))} figures, {time.perf_counter() - t0:.0f}s)\n"
+          f"open it in a browser: file://{index.resolve()}")
+    return 0

@@ -1,0 +1,297 @@
+"""Load test of `fertune serve` on 127.0.0.1: req/s and p50/p95/p99 latency, in one bounded run.
+
+Measured in the same Ray instance and the same run, one after another (never overlapping):
+  echo         a bare Ray Serve deployment that returns the body: the floor Serve's proxy and routing set
+  fastapi-echo the same behind a FastAPI ingress (for reference: the ingress's own cost)
+  batched      fertune's app with the default batching (max batch 32, wait 5 ms while others are in flight)
+  unbatched    fertune's app with --max-batch-size 1
+  predictor    the bare fer_core Predictor on the decoded image, in this process, same torch thread count
+at concurrency 1, 8 and 32 (closed loop: each client sends its next request when the last one returns),
+with a 48x48 PNG face and ?faces=false. Then a soak: --soak seconds at concurrency 8 on the batched app,
+counting errors and reading the replica's RSS from /proc at second 10 and at the end.
+
+fertune's overhead at concurrency 1 = batched p50 - predictor p50 - echo p50 (decoding, validation,
+the FastAPI ingress, the batch queue and JSON).
+
+    python bench/serve_load.py [--model PATH] [--seconds 8] [--soak 60] [--out bench/results/serve_load.json]
+
+Without --model a one-epoch cnn_small is trained first (~10 s). Needs the CPU to itself: take the
+benchmark lock. Stays under about 4 minutes with the defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+FER_PARQUET = REPO.parent / "shared" / "data" / "fer2013.parquet"
+
+
+# ------------------------------------------------------------------------------------------ the load
+async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one keep-alive HTTP/1.1 request, read the whole reply, return its status."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length":
+            length = int(value)
+        elif key.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            length = -1
+    if length > 0:
+        await reader.readexactly(length)
+    elif length < 0:  # chunked: read chunks until the empty one
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    return status
+
+
+async def _load(port: int, path: str, body: bytes, ctype: str, concurrency: int, seconds: float,
+                marks: dict | None = None) -> dict:
+    """Closed-loop load: `concurrency` connections, each sending back to back for `seconds`."""
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {ctype}\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    latencies: list[float] = []
+    errors = {"count": 0, "kinds": {}}
+    stop = time.perf_counter() + seconds
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                try:
+                    status = await asyncio.wait_for(_one(reader, writer, request), 30)
+                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as err:
+                    errors["count"] += 1
+                    errors["kinds"][type(err).__name__] = errors["kinds"].get(type(err).__name__, 0) + 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                if status != 200:
+                    errors["count"] += 1
+                    errors["kinds"][str(status)] = errors["kinds"].get(str(status), 0) + 1
+        finally:
+            writer.close()
+
+    async def marker() -> None:  # callbacks at given seconds into the run (the soak's RSS readings)
+        start = time.perf_counter()
+        for at, fn in sorted((marks or {}).items()):
+            await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+            fn()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)), marker())
+    elapsed = time.perf_counter() - t0
+    ms = np.array(latencies) * 1000
+    return {"concurrency": concurrency, "requests": len(latencies), "seconds": round(elapsed, 2),
+            "rps": round(len(latencies) / elapsed, 1), "errors": errors["count"], "error_kinds": errors["kinds"],
+            **{f"p{q}": round(float(np.percentile(ms, q)), 2) if len(ms) else None for q in (50, 95, 99)}}
+
+
+def load(port, path, body, ctype, concurrency, seconds, warmup=1.0, marks=None) -> dict:
+    asyncio.run(_load(port, path, body, ctype, concurrency, warmup))  # connections, caches, batch sizes
+    return asyncio.run(_load(port, path, body, ctype, concurrency, seconds, marks))
+
+
+# ---------------------------------------------------------------------------------------------- setup
+def face_png() -> bytes:
+    """A 48x48 face: a FER2013 test image when ../shared exists, a synthetic one otherwise."""
+    if FER_PARQUET.is_file():
+        import pyarrow.parquet as pq
+
+        data = pq.read_table(FER_PARQUET, columns=["image"]).slice(30000, 1).column("image")[0].as_py()
+        gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    else:
+        from fer_core.synthetic import make_faces
+
+        gray = make_faces(1, seed=0)[0][0]
+    return cv2.imencode(".png", gray)[1].tobytes()
+
+
+def tiny_model(folder: Path) -> Path:
+    from fer_core.config import resolve
+    from fer_core.synthetic import make_demo_data
+    from fer_core.train import fit
+
+    cfg = resolve({"model": "cnn_small", "epochs": 1, "train_subset": 400, "batch_size": 32})
+    fit(cfg, make_demo_data(n_train=600, n_val=200, n_test=100), run_dir=folder, log=lambda *a, **k: None)
+    return folder
+
+
+def bare_predictor(model: Path, png: bytes, threads: int, seconds: float) -> dict:
+    """The Predictor alone on the decoded image (faces=False, as the requests ask), same thread count."""
+    import torch
+
+    from fer_core.infer import Predictor
+
+    torch.set_num_threads(threads)
+    predictor = Predictor(model, device="cpu")
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    for _ in range(20):
+        predictor.predict_image(image, faces=False)
+    times = []
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        t0 = time.perf_counter()
+        predictor.predict_image(image, faces=False)
+        times.append((time.perf_counter() - t0) * 1000)
+    ms = np.array(times)
+    batch = np.repeat(cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (48, 48))[None], 32, 0)
+    t0 = time.perf_counter()
+    for _ in range(20):
+        predictor.predict_crops(batch)
+    per_batch32 = (time.perf_counter() - t0) / 20 * 1000
+    return {"calls": len(times), "p50": round(float(np.percentile(ms, 50)), 3),
+            "p99": round(float(np.percentile(ms, 99)), 3), "rps": round(1000 / float(np.mean(ms)), 1),
+            "batch32_ms": round(per_batch32, 3), "batch32_crops_per_s": round(32 * 1000 / per_batch32, 1)}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------------------------- main
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="model to serve (default: train a one-epoch cnn_small first)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per cell (default 8)")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--soak", type=float, default=60.0, help="soak seconds at concurrency 8 (0 skips it)")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    wall = time.perf_counter()
+
+    import ray
+    import urllib.request
+    from ray import serve
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from serve.app import build_app
+
+    tmp = Path(tempfile.mkdtemp(prefix="serve_load_"))
+    model = Path(args.model) if args.model else tiny_model(tmp / "model")
+    png = face_png()
+
+    @serve.deployment(max_ongoing_requests=256)
+    class Echo:
+        async def __call__(self, request: Request) -> Response:
+            return Response(await request.body(), media_type="application/octet-stream")
+
+    from fastapi import FastAPI
+
+    echo_api = FastAPI()
+
+    @serve.deployment(max_ongoing_requests=256)
+    @serve.ingress(echo_api)
+    class FastAPIEcho:
+        @echo_api.post("/")
+        async def echo(self, request: Request) -> Response:
+            return Response(await request.body(), media_type="application/octet-stream")
+
+    port = free_port()
+    ray.init(address="local", include_dashboard=False, logging_level="ERROR", configure_logging=False)
+    results: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
+                     "cpus": os.cpu_count(), "payload": f"48x48 PNG, {len(png)} bytes, ?faces=false",
+                     "model": str(model), "cells": []}
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(Echo.bind(), name="echo", route_prefix="/echo")
+        serve.run(FastAPIEcho.bind(), name="fastapi-echo", route_prefix="/fastapi-echo")
+        serve.run(build_app({"model": str(model)}), name="batched", route_prefix="/b")
+        serve.run(build_app({"model": str(model), "max_batch_size": 1}), name="unbatched", route_prefix="/u")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/b/v1/model") as res:
+            info = json.loads(res.read())
+        threads, pid = info["replica"]["torch_threads"], info["replica"]["pid"]
+        results["replica_torch_threads"] = threads
+
+        targets = [("echo", "/echo", "application/octet-stream"), ("fastapi-echo", "/fastapi-echo/", "application/octet-stream"),
+                   ("batched", "/b/v1/predict?faces=false", "image/png"), ("unbatched", "/u/v1/predict?faces=false", "image/png")]
+        def batching(prefix: str) -> dict:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{prefix}/v1/model") as res:
+                return json.loads(res.read())["batching"]
+
+        for name, path, ctype in targets:
+            for c in levels:
+                prefix = path[:2] if name in ("batched", "unbatched") else None
+                before = batching(prefix) if prefix else None
+                row = {"target": name, **load(port, path, png, ctype, c, args.seconds)}
+                if prefix:  # requests per forward pass during this cell (warm-up included)
+                    after = batching(prefix)
+                    row["mean_batch"] = round((after["items"] - before["items"]) /
+                                              max(1, after["batches"] - before["batches"]), 2)
+                results["cells"].append(row)
+                print(f"{name:>13} c={c:<3} {row['rps']:>7} req/s  p50 {row['p50']:>6} ms  p95 {row['p95']:>6} ms  "
+                      f"p99 {row['p99']:>6} ms  errors {row['errors']}"
+                      + (f"  mean batch {row['mean_batch']}" if prefix else ""), flush=True)
+        results["predictor"] = bare_predictor(model, png, threads, min(args.seconds, 5))
+        print(f"    predictor         p50 {results['predictor']['p50']} ms (one crop); "
+              f"{results['predictor']['batch32_ms']} ms per batch of 32", flush=True)
+
+        if args.soak > 0:
+            readings: dict[float, float] = {}
+            marks = {10.0: lambda: readings.__setitem__(10.0, rss_mb(pid)),
+                     args.soak - 0.5: lambda: readings.__setitem__(args.soak, rss_mb(pid))}
+            soak = load(port, "/b/v1/predict?faces=false", png, "image/png", 8, args.soak, marks=marks)
+            r10, rend = readings[10.0], readings[args.soak]
+            soak.update({"rss_mb_s10": round(r10, 1), f"rss_mb_s{args.soak:g}": round(rend, 1),
+                         "rss_growth_pct": round(100 * (rend - r10) / r10, 2)})
+            results["soak"] = soak
+            print(f"    soak {args.soak:g} s c=8: {soak['requests']} requests, {soak['errors']} errors, RSS "
+                  f"{r10:.1f} -> {rend:.1f} MB ({soak['rss_growth_pct']:+.2f} %)", flush=True)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    cell = {(r["target"], r["concurrency"]): r for r in results["cells"]}
+    if 1 in levels:
+        overhead = cell["batched", 1]["p50"] - results["predictor"]["p50"] - cell["echo", 1]["p50"]
+        results["overhead_ms_c1"] = round(overhead, 2)
+        print(f"fertune overhead at c=1: {cell['batched', 1]['p50']} - {results['predictor']['p50']} (predictor) - "
+              f"{cell['echo', 1]['p50']} (echo) = {overhead:.2f} ms (target <= 3)")
+    if 32 in levels:
+        gain = cell["batched", 32]["rps"] / cell["unbatched", 32]["rps"]
+        results["batching_gain_c32"] = round(gain, 2)
+        print(f"batching gain at c=32: {cell['batched', 32]['rps']} / {cell['unbatched', 32]['rps']} = {gain:.2f}x "
+              f"(target >= 2); mean batch {cell['batched', 32]['mean_batch']}")
+    results["wall_seconds"] = round(time.perf_counter() - wall, 1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wall {results['wall_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""A search's results: results.parquet, the leaderboard, the Pareto front, best/ and ensemble/ exports.
+
+Everything is read from Tune's experiment folder (local or remote storage) through
+`ray.tune.ExperimentAnalysis`, so the same code serves the end of a search, a resumed one and
+`fertune search --show` while a search still runs elsewhere.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jobs.search_space import SearchSpace
+
+EPOCH_METRICS = ("val_acc", "val_macro_f1", "val_loss")
+
+
+# ------------------------------------------------------------------------------------------ collecting
+def _uri(path: str, filesystem: Any) -> str:
+    """A checkpoint location a later process can open: local paths stay paths, others get their scheme."""
+    kind = getattr(filesystem, "type_name", "local")
+    return path if kind == "local" else f"{kind}://{path}"
+
+
+def _trial_row(trial: Any, history: pd.DataFrame, space: SearchSpace) -> dict[str, Any]:
+    from jobs.trainable import trial_index
+
+    row: dict[str, Any] = {"trial_id": trial.trial_id, "trial": trial_index(trial.trial_id),
+                           "status": str(trial.status), "epochs": 0}
+    for key in space.params:
+        value = trial.config.get(key)
+        row[f"config/{key}"] = value
+    if not history.empty and "epoch" in history:
+        # a trial that restarted from an older checkpoint reports some epochs twice: keep the newest
+        h = history.dropna(subset=["epoch"]).drop_duplicates(subset="epoch", keep="last").sort_values("epoch")
+        last = h.iloc[-1]
+        row["epochs"] = int(last["epoch"])
+        for m in EPOCH_METRICS:
+            if m in h:
+                row[f"best_{m}"] = float(h[m].min() if m == "val_loss" else h[m].max())
+                row[f"last_{m}"] = float(last[m])
+        row["train_seconds"] = float(last.get("train_seconds", np.nan))
+        if "latency_ms" in h:
+            row["latency_ms"] = float(last["latency_ms"])
+        if "node_id" in h:
+            row["nodes"] = ",".join(sorted(set(map(str, h["node_id"].dropna()))))
+        planned = int(last.get("epochs_planned", row["epochs"]))
+        if row["status"] == "TERMINATED" and row["epochs"] < planned:
+            row["status"] = "STOPPED_EARLY"  # ASHA, the time budget or the trial's own patience stopped it
+    checkpoint = trial.checkpoint
+    row["checkpoint"] = _uri(f"{checkpoint.path}/best.pt", checkpoint.filesystem) if checkpoint else None
+    return row
+
+
+def collect_results(experiment_path: str, space: SearchSpace) -> pd.DataFrame:
+    """One row per trial (SPEC results.parquet columns), ranked on the first metric, best first."""
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(experiment_path)
+    frames = analysis.trial_dataframes
+    rows = [_trial_row(t, frames.get(t.trial_id, pd.DataFrame()), space) for t in analysis.trials]
+    df = pd.DataFrame(rows)
+    for m in EPOCH_METRICS:
+        for col in (f"best_{m}", f"last_{m}"):
+            if col not in df:
+                df[col] = np.nan
+    for col in ("train_seconds", "checkpoint"):
+        if col not in df:
+            df[col] = np.nan if col == "train_seconds" else None
+    df["score"] = df[f"best_{space.metric}"]
+    if space.multi_objective:
+        df["pareto"] = pareto_front(df, space)
+    df = df.sort_values("score", ascending=space.mode == "min", na_position="last", kind="stable")
+    df.insert(0, "rank", range(1, len(df) + 1))
+    return df.reset_index(drop=True)
+
+
+def _objective_column(metric: str) -> str:
+    return "latency_ms" if metric == "latency_ms" else f"best_{metric}"
+
+
+def pareto_front(df: pd.DataFrame, space: SearchSpace) -> pd.Series:
+    """True for trials no other trial beats on one objective without losing on the other."""
+    cols = [_objective_column(m) for m in space.metrics]
+    if any(c not in df for c in cols):
+        return pd.Series(False, index=df.index)
+    signs = np.array([1.0 if mode == "max" else -1.0 for mode in space.modes])
+    values = df[cols].to_numpy(dtype=float) * signs
+    ok = np.isfinite(values).all(axis=1)
+    front = np.zeros(len(df), dtype=bool)
+    for i in np.flatnonzero(ok):
+        others = values[ok]
+        dominated = ((others >= values[i]).all(axis=1) & (others > values[i]).any(axis=1)).any()
+        front[i] = not dominated
+    return pd.Series(front, index=df.index)
+
+
+def choose_best(df: pd.DataFrame, space: SearchSpace) -> pd.Series | None:
+    """The trial chosen on validation: the best first metric (among the Pareto front with two metrics)."""
+    pool = df[df["checkpoint"].notna() & df["score"].notna()]
+    if space.multi_objective:
+        pool = pool[pool["pareto"]]
+    return pool.iloc[0] if len(pool) else None  # df is ranked on the first metric
+
+
+# ---------------------------------------------------------------------------------------- leaderboard
+def format_leaderboard(df: pd.DataFrame, space: SearchSpace, limit: int | None = 20) -> str:
+    """A ranked table: the default configuration is marked, and the Pareto front with two metrics."""
+    if df.empty:
+        return "no trials yet"
+    show = pd.DataFrame({"rank": df["rank"],
+                         "trial": [f"{t}{' (default)' if t == 0 else ''}" for t in df["trial"]],
+                         "status": df["status"], "epochs": df["epochs"]})
+    for m in space.metrics:
+        col = _objective_column(m)
+        show[m] = df[col] if col in df else np.nan
+    if space.multi_objective:
+        show["pareto"] = np.where(df["pareto"], "*", "")
+    for key in space.params:
+        show[key] = df.get(f"config/{key}")
+    show["train_s"] = df["train_seconds"]
+    if limit and len(show) > limit:
+        show = show.head(limit)
+    text = show.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+    lines = [text]
+    default = df[df["trial"] == 0]
+    best = choose_best(df, space)
+    if best is not None:
+        lines.append(f"best: trial {best['trial']} {space.metric} {best['score']:.4f}")
+        if len(default) and not math.isnan(default.iloc[0]["score"]):
+            d = default.iloc[0]["score"]
+            lines[-1] += f" ({best['score'] - d:+.4f} over the default configuration, trial 0: {d:.4f})"
+    if space.multi_objective:
+        lines.append(f"Pareto front ({' vs '.join(space.metrics)}): trials "
+                     f"{', '.join(str(t) for t in df.loc[df['pareto'], 'trial'])}")
+    counts = df["status"].value_counts().to_dict()
+    lines.append("trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return "\n".join(lines)
+
+
+def write_results(df: pd.DataFrame, folder: Path) -> Path:
+    """results.parquet in the search folder (written to a temp name, then renamed)."""
+    out = folder / "results.parquet"
+    tmp = folder / ".results.parquet.tmp"
+    df.to_parquet(tmp, index=False)
+    tmp.replace(out)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- exports
+def fetch_file(uri: str, dest: Path) -> Path:
+    """Copy one file from local or remote storage (s3://, gs://, ...) to dest."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if "://" not in uri:
+        shutil.copyfile(uri, dest)
+        return dest
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    with fs.open_input_stream(path) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out)
+    return dest
+
+
+def _sibling(uri: str, name: str) -> str:
+    return uri.rsplit("/", 1)[0] + "/" + name
+
+
+def export_best(row: pd.Series, folder: Path, data: Any, data_arg: str) -> dict[str, Any]:
+    """best/: a train run folder for the chosen trial (config.yaml, metrics.csv, weights/best.pt, eval.json)."""
+    from fer_core.train import final_evaluation
+
+    best = folder / "best"
+    if best.exists():
+        shutil.rmtree(best)  # our own export from an earlier finish of this search (e.g. before --resume)
+    fetch_file(row["checkpoint"], best / "weights" / "best.pt")
+    for name in ("config.yaml", "metrics.csv"):
+        try:
+            fetch_file(_sibling(row["checkpoint"], name), best / name)
+        except (FileNotFoundError, OSError):
+            pass
+    trial = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    (best / "trial.json").write_text(json.dumps(trial, indent=2, default=str))
+    (best / "data.json").write_text(json.dumps({"data": str(data_arg), "classes": None}))
+    return final_evaluation(best / "weights" / "best.pt", data, tta=True, out=best / "eval.json")
+
+
+def export_ensemble(df: pd.DataFrame, folder: Path, data: Any, top_k: int, space: SearchSpace) -> dict[str, Any] | None:
+    """ensemble/: the top-k trials' best checkpoints (copied in), their averaged probabilities on test."""
+    from fer_core.infer import Predictor
+    from fer_core.metrics import classification_report
+
+    pool = df[df["checkpoint"].notna() & df["score"].notna()].head(top_k)
+    if pool.empty:
+        return None
+    ens = folder / "ensemble"
+    if ens.exists():
+        shutil.rmtree(ens)
+    members = []
+    for _, row in pool.iterrows():
+        rel = f"members/{row['trial_id']}.pt"
+        fetch_file(row["checkpoint"], ens / rel)
+        members.append({"checkpoint": rel, "trial_id": row["trial_id"], "trial": int(row["trial"]),
+                        space.metric: float(row["score"]), "source": row["checkpoint"]})
+    (ens / "members.json").write_text(json.dumps({"members": members, "metric": space.metric}, indent=2))
+    split, name = (data.test, "test") if data.test is not None else (data.val, "val")
+    predictor = Predictor(ens, device="cpu")
+    probs = predictor.predict_crops(split.images)
+    predictor.tta = True
+    probs_tta = predictor.predict_crops(split.images)
+    report = classification_report(probs, np.asarray(split.labels), name, probs_tta=probs_tta)
+    report["members"] = len(members)
+    (ens / "eval.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,128 @@
+"""The Tune trainable: one trial is one `fer_core.train.fit`, reporting every epoch with a checkpoint.
+
+Tune appears only here and in search.py; the training itself is the engine's `fit`, the same function
+`fertune train` runs. A restarted trial (its worker died, or the search was resumed) copies its last
+checkpoint back into a run folder and calls `fit(resume=True)`, which continues at the next epoch.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Test-only fault injection: "INDEX:EPOCH" makes trial number INDEX (0 = the default configuration)
+# kill its own worker process once, just before it reports epoch EPOCH (so it resumes from EPOCH - 1).
+CRASH_ENV = "FERTUNE_TEST_CRASH"
+CHECKPOINT_FILES = ("weights/last.pt", "weights/best.pt", "metrics.csv", "config.yaml")
+
+
+def trial_index(trial_id: str) -> int:
+    """Tune's trial ids end in a per-experiment counter: 'a1b2c_00003' -> 3."""
+    try:
+        return int(trial_id.rsplit("_", 1)[-1])
+    except ValueError:
+        return -1
+
+
+def measure_latency_ms(cfg: Any, threads: int, batch: int = 32, repeats: int = 5) -> float:
+    """CPU inference milliseconds per image of cfg's network (median of `repeats` batches)."""
+    import torch
+
+    from fer_core.train import build_model
+
+    torch.set_num_threads(max(1, threads))
+    model = build_model(cfg).eval()
+    x = torch.zeros(batch, 1, cfg.img_size, cfg.img_size)
+    times = []
+    with torch.no_grad():
+        model(x)  # warm-up: first call allocates and picks kernels
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x)
+            times.append((time.perf_counter() - t0) * 1000 / batch)
+    return float(sorted(times)[len(times) // 2])
+
+
+def _maybe_crash(index: int, epoch: int, marker_dir: str) -> None:
+    spec = os.environ.get(CRASH_ENV, "")
+    if not spec or ":" not in spec:
+        return
+    want_index, want_epoch = (int(v) for v in spec.split(":", 1))
+    marker = Path(marker_dir) / f".test-crash-{want_index}-{want_epoch}"
+    if (index, epoch) == (want_index, want_epoch) and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("crashed once\n")
+        os._exit(3)  # the whole worker process dies, as on an OOM kill or a lost node
+
+
+def _restore(checkpoint: Any, run_dir: Path) -> tuple[int, float]:
+    """Copy a Tune checkpoint's files into run_dir; returns (its epoch, training seconds up to it)."""
+    from fer_core.train import read_metrics_csv
+
+    with checkpoint.as_directory() as src:
+        for name in CHECKPOINT_FILES:
+            if (Path(src) / Path(name).name).is_file():
+                (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(src) / Path(name).name, run_dir / name)
+    from fer_core.checkpoint import load_checkpoint
+
+    epoch = int(load_checkpoint(run_dir / "weights" / "last.pt")["epoch"])
+    rows = [r for r in read_metrics_csv(run_dir / "metrics.csv") if r["epoch"] <= epoch]
+    return epoch, float(sum(r["seconds"] for r in rows))
+
+
+def train_trial(config: dict[str, Any], data: Any = None, settings: dict[str, Any] | None = None) -> None:
+    """Tune function trainable: resolve the TrainConfig, (re)start fit, report each epoch to Tune.
+
+    `data` is the FerData the driver loaded (passed through the object store by tune.with_parameters);
+    `settings` holds what is not searched: `overrides` (threads, device, metric), `latency` (bool: also
+    report latency_ms), `marker_dir` (for the test crash hook).
+    """
+    import ray
+    from ray import tune
+
+    from fer_core.config import resolve
+    from fer_core.train import fit
+
+    settings = settings or {}
+    t_start = time.perf_counter()
+    ctx = tune.get_context()
+    index = trial_index(ctx.get_trial_id())
+    cfg = resolve({**config, **settings.get("overrides", {})})
+    run_dir = Path(ctx.get_trial_dir()) / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    start_epoch, seconds_before = 0, 0.0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        start_epoch, seconds_before = _restore(checkpoint, run_dir)
+    latency = measure_latency_ms(cfg, cfg.threads or 1) if settings.get("latency") else None
+    node_id = ray.get_runtime_context().get_node_id()
+    train_seconds = seconds_before
+
+    def report(row: dict[str, Any], last_path: str) -> None:
+        nonlocal train_seconds
+        _maybe_crash(index, int(row["epoch"]), settings.get("marker_dir", str(run_dir)))
+        train_seconds += float(row["seconds"])
+        metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and v is not None}
+        metrics.update(epoch=int(row["epoch"]), best_epoch=int(row["best_epoch"]), start_epoch=start_epoch,
+                       train_seconds=train_seconds, trial_seconds=time.perf_counter() - t_start,
+                       trial_index=index, node_id=node_id, epochs_planned=cfg.epochs)
+        if latency is not None:
+            metrics["latency_ms"] = latency
+        with tempfile.TemporaryDirectory(prefix="fertune-ckpt-") as tmp:
+            for name in CHECKPOINT_FILES:
+                src = run_dir / name
+                if src.is_file():
+                    # fit replaces its files by rename, so a hard link is a stable snapshot (copy if not allowed)
+                    try:
+                        os.link(src, Path(tmp) / src.name)
+                    except OSError:
+                        shutil.copyfile(src, Path(tmp) / src.name)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    # fit's per-epoch lines go to the trial's worker log (Ray keeps them off the user's console)
+    fit(cfg, data, run_dir=run_dir, report=report, resume=start_epoch > 0, log=print)

@@ -1,0 +1,104 @@
+"""One video's outputs (SPEC.md "Video outputs"): frames.parquet, segments.csv, timeline.png, summary.json.
+
+Every file is written to a temp name and renamed, and summary.json (which records the input's key)
+is written last: a folder whose summary.json carries the current key is complete, so a crash at any
+point leaves either a finished folder or one that the next run redoes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fer_core import temporal
+from fer_core.checkpoint import atomic_write_text
+from fer_core.labels import CLASSES
+
+OUTPUT_FILES = ("frames.parquet", "segments.csv", "summary.json")  # timeline.png is optional (matplotlib)
+
+
+def _atomic(path: Path, write) -> None:
+    """Call write(tmp_path), then rename onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def is_complete(out_dir: str | Path, key: str) -> dict[str, Any] | None:
+    """The folder's summary when it holds finished outputs for `key`, else None."""
+    out_dir = Path(out_dir)
+    try:
+        summary = json.loads((out_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("key") != key or not all((out_dir / f).is_file() for f in OUTPUT_FILES):
+        return None
+    return summary
+
+
+def frames_table(video: str, frame: np.ndarray, t: np.ndarray, face_id: np.ndarray, boxes: np.ndarray,
+                 probs: np.ndarray, window: int) -> pd.DataFrame:
+    """SPEC's frames table from per-detection arrays (boxes (N, 4) x, y, w, h; probs (N, 7))."""
+    df = pd.DataFrame({"video": video, "frame": frame.astype(np.int64), "t": t.astype(np.float64),
+                       "face_id": face_id.astype(np.int64)})
+    df[["x", "y", "w", "h"]] = boxes.astype(np.int64).reshape(-1, 4)
+    df[temporal.P_COLS] = probs.astype(np.float32).reshape(-1, len(CLASSES))
+    return temporal.add_temporal(df, window=window)
+
+
+def plot_timeline(frames: pd.DataFrame, path: Path, title: str) -> str:
+    """timeline.png: smoothed probabilities over time, one panel per face. Returns '' or why it was skipped."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "timeline.png not drawn: matplotlib is missing (pip install 'fertune[report]')"
+    face_ids = sorted(frames["face_id"].unique())[:6]  # the six longest-lived ids would need a sort; first six suffice
+    fig, axes = plt.subplots(max(1, len(face_ids)), 1, figsize=(9, 2.2 * max(1, len(face_ids))), squeeze=False,
+                             sharex=True)
+    for ax, face_id in zip(axes[:, 0], face_ids):
+        g = frames[frames["face_id"] == face_id]
+        for c in CLASSES:
+            ax.plot(g["t"], g[f"s_{c}"], label=c, lw=1.2)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"face {face_id}")
+    axes[0, 0].set_title(title, fontsize=9)
+    axes[0, 0].legend(ncol=7, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02) if len(face_ids) > 1
+                      else (0.5, 1.0))
+    axes[-1, 0].set_xlabel("seconds")
+    fig.tight_layout()
+    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    plt.close(fig)
+    return ""
+
+
+def write_video_outputs(out_dir: str | Path, frames: pd.DataFrame, summary: dict[str, Any], sample_step: float,
+                        plot: bool = True) -> dict[str, Any]:
+    """Write the four outputs of one video; summary.json last. Returns the summary written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    segs = temporal.segments(frames, sample_step)
+    _atomic(out_dir / "frames.parquet", lambda tmp: frames.to_parquet(tmp, index=False))
+    _atomic(out_dir / "segments.csv", lambda tmp: segs.to_csv(tmp, index=False, float_format="%.3f"))
+    summary = temporal.summarize(frames, segs, summary.pop("duration"), summary.pop("frames_sampled"), **summary)
+    notes = list(summary.get("notes", []))
+    if plot and len(frames):
+        note = plot_timeline(frames, out_dir / "timeline.png", summary.get("video", out_dir.name))
+        if note:
+            notes.append(note)
+    summary["notes"] = notes
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,192 @@
+"""The Ray Data pipeline of `fertune video`: one row per video through three stages.
+
+  find faces   (tasks, one per video, in parallel)  decode with timestamp sampling, Haar on key frames
+               plus windowed search between them, tracks, 48 px crops
+  classify     (an actor pool; on GPU when --gpus-per-worker > 0) all crops of a video in batches
+  write        (tasks) smoothing, deltas, segments, summary, timeline; summary.json last
+
+Rows are plain (strings, numbers, bytes), so nothing depends on Ray's tensor extension types. A
+video's rows stream through as soon as its decoding ends, so outputs appear while others decode and
+a crash loses only the videos in flight. Each stage catches its own errors and marks the row
+failed with the reason, so one bad file never stops the job.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import traceback
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+# CPU shares per stage on the logical resources Ray sees: two decoders plus the classifier and a
+# writer exactly fill a 2-core machine (Haar runs single-threaded inside each decoder).
+DECODE_CPUS = 0.75
+CLASSIFY_CPUS = 0.25
+WRITE_CPUS = 0.25
+
+
+def _pack(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _unpack(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob)) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _fail(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {**row, "status": "failed", "reason": reason, "payload": b"", "probs": b""}
+
+
+def find_faces_row(row: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Stage 1: decode, detect, track and crop one video."""
+    import cv2
+
+    from fer_core.video_frames import find_faces_in_video, truncation_note
+
+    cv2.setNumThreads(1)  # parallelism comes from Ray running several videos at once
+    start = time.perf_counter()
+    row = {**row, "status": "ok", "reason": "", "payload": b"", "probs": b"", "info": "{}", "timings": "{}",
+           "frames": 0, "faces": 0}
+    try:
+        found = find_faces_in_video(row["path"], settings["sample_fps"], settings["detect_every"],
+                                    settings["min_face"])
+    except ValueError as err:
+        return _fail(row, str(err))
+    except Exception as err:  # an unexpected decoder error must not stop the other videos
+        return _fail(row, f"error while decoding: {type(err).__name__}: {err}")
+    info = found.info
+    notes = [n for n in [truncation_note(info)] if n]
+    row["info"] = json.dumps({"fps": info.fps, "frame_count": info.frame_count, "width": info.width,
+                              "height": info.height, "codec": info.codec, "frames_decoded": info.frames_decoded,
+                              "duration": info.duration, "timestamps_from": info.timestamps_from,
+                              "frames_sampled": found.frames_sampled, "notes": notes,
+                              "full_detections": found.finder.full, "window_searches": found.finder.local})
+    row["frames"] = found.frames_sampled
+    row["faces"] = int(len(np.unique(found.face_id)))
+    row["timings"] = json.dumps({**found.seconds, "find_total": time.perf_counter() - start})
+    if len(found.crops) == 0:
+        return _fail(row, f"no faces: none found in {found.frames_sampled} sampled frames "
+                          f"(try --min-face smaller than {settings['min_face']} or another --detector)")
+    row["payload"] = _pack(frame=found.frame, t=found.t, face_id=found.face_id, boxes=found.boxes, crops=found.crops)
+    row["reason"] = "; ".join(notes)
+    return row
+
+
+class Classifier:
+    """Stage 2: an actor holding the model; classifies every crop of a video, --batch-size at a time."""
+
+    def __init__(self, model: str, batch_size: int, device: str):
+        import torch
+
+        from fer_core.infer import Predictor
+
+        if device == "cpu":
+            torch.set_num_threads(1)  # the decoders own the cores; classification is the small part
+        self.predictor = Predictor(model, device=device, batch_size=batch_size)
+
+    def __call__(self, batch):  # a pandas DataFrame of whole videos
+        probs_col, timings_col = [], []
+        for payload, timings in zip(batch["payload"], batch["timings"]):
+            if not payload:
+                probs_col.append(b"")
+                timings_col.append(timings)
+                continue
+            start = time.perf_counter()
+            probs = self.predictor.predict_crops(_unpack(payload)["crops"])
+            probs_col.append(_pack(probs=probs))
+            timings_col.append(json.dumps({**json.loads(timings), "classify": time.perf_counter() - start}))
+        batch = batch.copy()
+        batch["probs"] = probs_col
+        batch["timings"] = timings_col
+        return batch
+
+
+def write_row(row: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Stage 3: temporal features and the four output files; drops the bulky columns."""
+    from jobs.video_outputs import frames_table, write_video_outputs
+
+    start = time.perf_counter()
+    timings = json.loads(row["timings"] or "{}")
+    slim = {k: v for k, v in row.items() if k not in ("payload", "probs")}
+    if row["status"] != "ok":
+        return {**slim, "timings": json.dumps(timings)}
+    try:
+        det = _unpack(row["payload"])
+        probs = _unpack(row["probs"])["probs"]
+        info = json.loads(row["info"])
+        frames = frames_table(row["name"], det["frame"], det["t"], det["face_id"], det["boxes"], probs,
+                              settings["window"])
+        summary = {"video": row["name"], "path": row["path"], "key": row["key"], "settings": settings,
+                   "model": settings["model"], "fps": info["fps"], "width": info["width"], "height": info["height"],
+                   "codec": info["codec"], "frames_decoded": info["frames_decoded"],
+                   "timestamps_from": info["timestamps_from"], "notes": info["notes"],
+                   "duration": info["duration"], "frames_sampled": info["frames_sampled"]}
+        summary = write_video_outputs(row["out_dir"], frames, summary, 1.0 / settings["sample_fps"])
+        slim["faces"] = summary["faces"]
+    except Exception as err:
+        slim.update(status="failed", reason=f"error while writing outputs: {type(err).__name__}: {err}",
+                    traceback=traceback.format_exc()[-2000:])
+    timings["write"] = time.perf_counter() - start
+    return {**slim, "timings": json.dumps(timings)}
+
+
+def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, gpus_per_worker: float,
+        address: str | None, on_result: Callable[[dict[str, Any]], None]) -> dict[str, float]:
+    """Run the pipeline over `tasks` (path, name, out_dir, key), calling on_result(row) as each video ends.
+
+    Starts a local Ray (or joins `address`) and shuts it down afterwards. Returns wall seconds of
+    start-up and of the pipeline.
+    """
+    import ray
+
+    t0 = time.perf_counter()
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING",
+                                  "log_to_driver": False}
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=os.cpu_count(), **kwargs)
+    startup = time.perf_counter() - t0
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the driver prints its own: videos done, frames/s, ETA
+        ctx.print_on_execution_start = False
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        if gpus_per_worker > 0 and gpus == 0:
+            raise RuntimeError(f"--gpus-per-worker {gpus_per_worker} but the Ray cluster has no GPU; "
+                               f"drop the flag to classify on CPU")
+        on_gpu = gpus_per_worker > 0
+        ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
+        ds = ds.map(find_faces_row, fn_kwargs={"settings": settings}, num_cpus=DECODE_CPUS)
+        ds = ds.map_batches(Classifier, fn_constructor_kwargs={"model": settings["model_path"], "batch_size": batch_size,
+                                                               "device": "cuda" if on_gpu else "cpu"},
+                            batch_size=1, batch_format="pandas",
+                            concurrency=(1, max(1, int(gpus / gpus_per_worker))) if on_gpu else 1,
+                            num_cpus=CLASSIFY_CPUS, num_gpus=gpus_per_worker if on_gpu else None)
+        ds = ds.map(write_row, fn_kwargs={"settings": settings}, num_cpus=WRITE_CPUS)
+        for row in ds.iter_rows():
+            on_result(dict(row))
+    finally:
+        if started_here:
+            ray.shutdown()
+    return {"startup": startup, "total": time.perf_counter() - t0}
+
+
+def run_plain(tasks: Iterable[dict[str, Any]], settings: dict[str, Any], batch_size: int,
+              on_result: Callable[[dict[str, Any]], None]) -> None:
+    """The same three stages in this process, one video after another (no Ray): for tests and benchmarks."""
+    classifier = Classifier(settings["model_path"], batch_size, "cpu")
+    import pandas as pd
+
+    for task in tasks:
+        row = find_faces_row(task, settings)
+        row = classifier(pd.DataFrame([row])).iloc[0].to_dict()
+        on_result(write_row(row, settings))

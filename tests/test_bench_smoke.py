@@ -1,0 +1,20 @@
+"""The prepared GPU script's --smoke mode runs its steps on CPU and writes its table (no timing asserted)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from conftest import REPO
+
+
+def test_gpu_check_smoke(tmp_path):
+    out = subprocess.run(["bash", "bench/gpu_check.sh", "--smoke"], cwd=REPO, capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "OUT": str(tmp_path)})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    table = json.loads((tmp_path / "gpu_check" / "throughput.json").read_text())
+    assert {r["model"] for r in table["rows"]} == {"cnn_small", "resnet18"}
+    assert all(r["fertune"] > 0 and r["ceiling"] > 0 and r["baseline"] > 0 for r in table["rows"])
+    ev = json.loads((tmp_path / "gpu_check" / "eval.json").read_text())
+    assert ev["split"] == "test" and 0 <= ev["accuracy"] <= 1 and "accuracy_tta" in ev
+    assert "training throughput" in out.stdout and "wall seconds" in out.stdout

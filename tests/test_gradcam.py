@@ -1,0 +1,62 @@
+"""Grad-CAM looks where the evidence is: synthetic happy and neutral faces differ only inside the mouth box
+(fer_core.synthetic), so the map telling them apart must put most of its mass on the mouth."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.gradcam import gradcam, mass_in_box, overlay
+from fer_core.checkpoint import load_checkpoint, model_from_checkpoint
+from fer_core.labels import CLASSES
+from fer_core.synthetic import make_faces
+from fer_core.train import predict_probs
+from report_fixtures import trained_run
+
+HAPPY, NEUTRAL = CLASSES.index("happy"), CLASSES.index("neutral")
+
+
+def _model():
+    ckpt = load_checkpoint(trained_run() / "weights" / "best.pt")
+    return model_from_checkpoint(ckpt), ckpt["preprocess"]
+
+
+@pytest.mark.parametrize("cls,other", [(HAPPY, NEUTRAL), (NEUTRAL, HAPPY)])
+def test_heat_of_mouth_only_classes_falls_in_the_mouth_box(cls, other):
+    model, pre = _model()
+    images, labels, boxes = make_faces(210, seed=123)  # faces the model never saw
+    probs, _ = predict_probs(model, images, pre["mean"], pre["std"])
+    right = np.flatnonzero((labels == cls) & (probs.argmax(1) == cls))
+    assert len(right) >= 15, f"only {len(right)} correct {CLASSES[cls]} faces: the model is undertrained"
+    # evidence for cls rather than the class it differs from only at the mouth
+    heat = gradcam(model, images[right], [cls] * len(right), pre["mean"], pre["std"], versus=[other] * len(right))
+    shares = [mass_in_box(h, boxes[i]["mouth"]) for h, i in zip(heat, right)]
+    mouth_area = np.mean([boxes[i]["mouth"][2] * boxes[i]["mouth"][3] / 48 ** 2 for i in right])
+    assert np.mean(shares) >= 0.5, (np.mean(shares), mouth_area)
+    assert np.mean(shares) > 3 * mouth_area  # far above what a uniform map would put there
+
+
+def test_heat_maps_are_normalised_and_sized_like_the_input():
+    model, pre = _model()
+    images, labels, _ = make_faces(10, seed=5)
+    heat = gradcam(model, images, labels, pre["mean"], pre["std"], batch_size=4)
+    assert heat.shape == images.shape and heat.dtype == np.float32
+    assert (heat >= 0).all()
+    sums = heat.sum(axis=(1, 2))
+    assert np.all((np.abs(sums - 1) < 1e-4) | (sums == 0)) and (sums > 0).sum() >= 8
+    rgb = overlay(images[0], heat[0])
+    assert rgb.shape == (48, 48, 3) and 0 <= rgb.min() and rgb.max() <= 1
+
+
+def test_mass_in_box_counts_the_pixels_inside():
+    heat = np.zeros((48, 48), np.float32)
+    heat[30:34, 20:28] = 1.0     # 32 px inside the box below
+    heat[0:2, 0:8] = 1.0         # 16 px outside
+    assert mass_in_box(heat, (18, 28, 14, 10)) == pytest.approx(32 / 48)
+    assert mass_in_box(np.zeros((48, 48)), (0, 0, 48, 48)) == 0.0
+
+
+def test_model_without_a_gradcam_layer_is_refused():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
+    with pytest.raises(ValueError, match="gradcam_layer"):
+        gradcam(model, np.zeros((1, 48, 48), np.uint8), [0], 0.5, 0.25)

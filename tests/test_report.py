@@ -1,0 +1,148 @@
+"""`fertune report`: reports of a train run, a search (finished, running, two metrics) and a video output,
+built from real tiny trainings on synthetic faces (their test split stands in for private_test)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from report_fixtures import search_folder, trained_run, video_folder
+
+VARIANCE_FLOOR = 1e-3  # of gray pixel values in 0..1: a blank (one-colour) PNG has 0
+
+
+def png_variance(path: Path) -> float:
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)[..., :3].mean(axis=2)
+    return float(img.var())
+
+
+def check_report(index: Path, sections: list[str], min_figures: int) -> str:
+    """Every section exists; every PNG the page names exists beside it and is not blank; no network."""
+    html = index.read_text()
+    for anchor in sections:
+        assert f'<section id="{anchor}">' in html, f"section {anchor} missing"
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert len(images) >= min_figures, images
+    for name in images:
+        assert "/" not in name and name.endswith(".png"), name  # beside index.html, no URL
+        assert png_variance(index.parent / name) > VARIANCE_FLOOR, f"{name} looks blank"
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    return html
+
+
+def test_blank_png_fails_the_variance_check(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(2, 2))
+    fig.savefig(tmp_path / "blank.png")
+    plt.close(fig)
+    assert png_variance(tmp_path / "blank.png") <= VARIANCE_FLOOR
+
+
+def test_train_run_report(tmp_path):
+    from analysis.report import make_report
+
+    index = make_report(trained_run(), out=tmp_path / "report")
+    html = check_report(index, ["training", "model"], min_figures=6)
+    for name in ("training_curves", "model_confusion", "model_per_class", "model_reliability", "model_confused",
+                 "model_gradcam"):
+        assert f"{name}.png" in html
+    assert "ECE" in html and "Most confused" in html and "Grad-CAM" in html
+
+
+def test_search_report_via_cli(tmp_path):
+    folder = search_folder(tmp_path / "runs" / "search")
+    out = run_cli("report", str(folder), cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    index = folder / "report" / "index.html"
+    assert str(index) in out.stdout
+    html = check_report(index, ["leaderboard", "importance", "curves", "best", "ensemble"], min_figures=12)
+    for name in ("importance", "parallel", "slices", "curves_top", "curves_stopped", "best_confusion",
+                 "best_reliability", "best_confused", "best_gradcam", "ensemble_confusion", "ensemble_per_class"):
+        assert f"{name}.png" in html, name
+    assert "ensemble_gradcam.png" not in html  # Grad-CAM is per network: best/ only
+    assert "STOPPED_EARLY" in html and "0 (default)" in html
+    assert "mean of 2 trials" in html
+
+
+def test_search_importances_rank_the_searched_keys(tmp_path):
+    import pandas as pd
+
+    from analysis.search_report import param_importances, read_search_yaml, searched_params
+
+    folder = search_folder(tmp_path, "imp")
+    df = pd.read_parquet(folder / "results.parquet")
+    params = searched_params(read_search_yaml(folder), df)
+    assert params["lr"][0] == "loguniform" and params["head_width"] == ("choice", [0, 128, 256])
+    imp = param_importances(df, params, "best_val_macro_f1", "max")
+    assert set(imp) == {"lr", "dropout", "head_width"}
+    assert sum(imp.values()) == pytest.approx(1.0)
+
+
+def test_two_metric_search_has_a_pareto_front(tmp_path):
+    from analysis.report import make_report
+
+    folder = search_folder(tmp_path, "pareto", two_metrics=True)
+    html = check_report(make_report(folder), ["leaderboard", "pareto", "best"], min_figures=8)
+    assert "pareto.png" in html and "On the front: trials" in html
+
+
+def test_running_search_reads_ray_trial_folders(tmp_path):
+    from analysis.report import make_report
+
+    folder = search_folder(tmp_path, "live", finished=False)
+    assert not (folder / "results.parquet").exists()
+    html = check_report(make_report(folder), ["leaderboard", "importance", "curves"], min_figures=3)
+    assert "still running" in html
+    leaderboard = html.split('<section id="leaderboard">')[1].split("</section>")[0]
+    assert leaderboard.count("<tr") == 4  # header + the 3 trials that reported
+
+
+def test_video_report(tmp_path):
+    from analysis.report import make_report
+    from analysis.video_report import time_shares
+
+    folder = video_folder(tmp_path)
+    html = check_report(make_report(folder), ["archive", "videos"], min_figures=5)
+    assert "clip_a.mp4" in html and "broken.mp4" in html and "cannot decode" in html
+    for k in range(2):
+        assert f"video{k}_timeline.png" in html and f"video{k}_segments.png" in html
+    import pandas as pd
+
+    seg = pd.read_csv(next(folder.glob("clip_a-*")) / "segments.csv")
+    shares = time_shares(seg)  # happy 4 s, sad 2 s, neutral 5 s of 11 s
+    assert shares["happy"] == pytest.approx(4 / 11) and shares["neutral"] == pytest.approx(5 / 11)
+
+
+def test_report_refuses_a_folder_it_cannot_read(tmp_path):
+    (tmp_path / "junk").mkdir()
+    out = run_cli("report", str(tmp_path / "junk"), cwd=tmp_path, timeout=120)
+    assert out.returncode == 2
+    assert "not a report source" in out.stderr and "manifest.parquet" in out.stderr
+
+
+def test_report_without_data_falls_back_to_eval_json(tmp_path):
+    import shutil
+
+    from analysis.report import make_report
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run(), run)
+    (run / "data.json").unlink()
+    html = check_report(make_report(run), ["training", "model"], min_figures=3)
+    assert "--data PATH" in html and "model_reliability.png" not in html
+
+
+def test_analysis_imports_only_fer_core():
+    # the import rule for analysis/ (tests/test_imports.py checks every package; this names the files)
+    files = sorted((REPO / "analysis").glob("*.py"))
+    assert {f.name for f in files} >= {"report.py", "plots.py", "gradcam.py", "html.py"}
+    for f in files:
+        assert not re.search(r"^\s*(from|import) (jobs|serve)\b", f.read_text(), re.M), f
