@@ -193,7 +193,7 @@ def importances(values: dict[str, float], path: str | Path, title: str) -> Path:
 def _axis_values(series: pd.Series, log: bool) -> tuple[np.ndarray, list[tuple[float, str]]]:
     """A parameter column as 0..1 positions, and tick (position, label) pairs."""
     numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-    if numeric and series.nunique() > 4 or (numeric and log):
+    if numeric:
         v = series.to_numpy(float)
         v = np.log10(v) if log and (v > 0).all() else v
         lo, hi = np.nanmin(v), np.nanmax(v)

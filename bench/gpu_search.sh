@@ -30,7 +30,9 @@ OUT_DIR="${OUT:-bench/results}/gpu_search"
 mkdir -p "$OUT_DIR"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export DATA SMOKE PROCS MINUTES EPOCHS MODEL OUT_DIR
-"${PYTHON:-python}" - <<'PY'
+# written to a file: worker processes are spawned (CUDA needs it) and re-import the main script by path
+PYFILE="$OUT_DIR/gpu_search_run.py"
+cat > "$PYFILE" <<'PY'
 import json, math, multiprocessing as mp, os, queue, random, time
 from pathlib import Path
 
@@ -125,3 +127,4 @@ if __name__ == "__main__":
     if not results or any(p.exitcode for p in procs):
         raise SystemExit("some worker failed; see the output above")
 PY
+"${PYTHON:-python}" "$PYFILE"

@@ -2,7 +2,6 @@
 
 Measured in the same Ray instance and the same run, one after another (never overlapping):
   echo         a bare Ray Serve deployment that returns the body: the floor Serve's proxy and routing set
-  fastapi-echo the same behind a FastAPI ingress (for reference: the ingress's own cost)
   batched      fertune's app with the default batching (max batch 32, wait 5 ms while others are in flight)
   unbatched    fertune's app with --max-batch-size 1
   predictor    the bare fer_core Predictor on the decoded image, in this process, same torch thread count
@@ -209,17 +208,6 @@ def main() -> int:
         async def __call__(self, request: Request) -> Response:
             return Response(await request.body(), media_type="application/octet-stream")
 
-    from fastapi import FastAPI
-
-    echo_api = FastAPI()
-
-    @serve.deployment(max_ongoing_requests=256)
-    @serve.ingress(echo_api)
-    class FastAPIEcho:
-        @echo_api.post("/")
-        async def echo(self, request: Request) -> Response:
-            return Response(await request.body(), media_type="application/octet-stream")
-
     port = free_port()
     ray.init(address="local", include_dashboard=False, logging_level="ERROR", configure_logging=False)
     results: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
@@ -228,7 +216,6 @@ def main() -> int:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(Echo.bind(), name="echo", route_prefix="/echo")
-        serve.run(FastAPIEcho.bind(), name="fastapi-echo", route_prefix="/fastapi-echo")
         serve.run(build_app({"model": str(model)}), name="batched", route_prefix="/b")
         serve.run(build_app({"model": str(model), "max_batch_size": 1}), name="unbatched", route_prefix="/u")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/b/v1/model") as res:
@@ -236,8 +223,9 @@ def main() -> int:
         threads, pid = info["replica"]["torch_threads"], info["replica"]["pid"]
         results["replica_torch_threads"] = threads
 
-        targets = [("echo", "/echo", "application/octet-stream"), ("fastapi-echo", "/fastapi-echo/", "application/octet-stream"),
-                   ("batched", "/b/v1/predict?faces=false", "image/png"), ("unbatched", "/u/v1/predict?faces=false", "image/png")]
+        targets = [("echo", "/echo", "application/octet-stream"), ("batched", "/b/v1/predict?faces=false", "image/png"),
+                   ("unbatched", "/u/v1/predict?faces=false", "image/png")]
+
         def batching(prefix: str) -> dict:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{prefix}/v1/model") as res:
                 return json.loads(res.read())["batching"]

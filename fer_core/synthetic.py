@@ -6,19 +6,22 @@ Everything is deterministic given the seed or the `np.random.Generator` passed i
 
 The seven expressions (order of `fer_core.labels.CLASSES`) differ in:
 
-| class    | mouth                         | brows                      | eyes        | other              |
-|----------|-------------------------------|----------------------------|-------------|--------------------|
-| angry    | slight frown, narrow          | inner ends down, lowered   | narrowed    |                    |
-| disgust  | slight frown                  | slightly lowered           | squint      | nose wrinkle, upper lip raised on one side |
-| fear     | open, wide, corners down      | inner ends up, raised      | wide        |                    |
-| happy    | smile (corners up), wider     | as neutral                 | as neutral  |                    |
-| neutral  | straight                      | level                      | normal      |                    |
-| sad      | frown (corners down)          | inner ends up              | a bit narrower |                 |
-| surprise | round open "O"                | raised high                | wide        |                    |
+| class    | mouth                     | brows                    | eyes        | other                |
+|----------|---------------------------|--------------------------|-------------|----------------------|
+| angry    | slight frown, narrow      | inner ends down, lowered | narrowed    |                      |
+| disgust  | slight frown              | slightly lowered         | squint      | nose wrinkle, lip    |
+| fear     | open, wide, corners down  | inner ends up, raised    | wide        |                      |
+| happy    | smile (corners up), wider | as neutral               | as neutral  |                      |
+| neutral  | straight                  | level                    | normal      |                      |
+| sad      | frown (corners down)      | inner ends up            | a bit narrow|                      |
+| surprise | round open "O"            | raised high              | wide        |                      |
+
+("lip": disgust's upper lip is raised on the image-right side only.)
 
 **happy and neutral differ only inside the mouth box**: their brows, eyes, nose and every identity /
-pose / lighting draw come from the same distributions, so a model that tells them apart must look
-at the mouth (the Grad-CAM test relies on this).
+pose / lighting draw come from the same distributions (rendered from the same rng state, a happy and
+a neutral face differ in no pixel more than 1 px outside the two mouth boxes), so a model that tells
+them apart must look at the mouth. The Grad-CAM test relies on this.
 
 Each face also varies in identity (face oval width and height, skin and hair tone, hairline, eye
 spacing, brow height, mouth position and width, resting mouth curve), expression intensity, pose
@@ -91,14 +94,20 @@ def random_identity(rng: np.random.Generator) -> Identity:
     skin = rng.uniform(115, 215)
     return Identity(
         face_w=rng.uniform(0.88, 1.1), face_h=rng.uniform(0.9, 1.06), skin=skin,
-        hair=rng.uniform(10, min(75, skin - 70)), hairline=rng.uniform(0.5, 0.75),
+        hair=rng.uniform(10, min(60, skin - 80)), hairline=rng.uniform(0.5, 0.75),
         eye_spacing=rng.uniform(0.36, 0.44), brow_gap=rng.uniform(0.22, 0.3),
         mouth_y=rng.uniform(0.52, 0.6), mouth_w=rng.uniform(0.9, 1.1), mouth_rest=rng.uniform(-0.15, 0.15),
     )
 
 
+def _check_emotion(emotion: int) -> None:
+    if not 0 <= int(emotion) < len(CLASSES):
+        raise ValueError(f"emotion must be 0..{len(CLASSES) - 1} (index into {CLASSES}), got {emotion}")
+
+
 def expression_for(emotion: int, intensity: float) -> Expression:
     """The class's expression blended with neutral: intensity 0 is neutral, 1 the full expression."""
+    _check_emotion(emotion)
     full = EXPRESSIONS[CLASSES[emotion]]
     return Expression(*(n + intensity * (f - n) for n, f in zip(astuple(_NEUTRAL), astuple(full))))
 
@@ -213,8 +222,9 @@ def _render_head(side: int, expr: Expression, ident: Identity, angle: float = 0.
     big = side * supersample
     lum, cover, fboxes = _draw_head(big, expr, ident)
     # A light blur stands in for a camera's optics; it also keeps the shrink free of aliasing.
-    lum = cv2.GaussianBlur(lum, (0, 0), 0.5 * supersample)
-    cover = cv2.GaussianBlur(cover, (0, 0), 0.5 * supersample)
+    blur = 0.5 * supersample
+    lum = cv2.GaussianBlur(lum, (0, 0), blur)
+    cover = cv2.GaussianBlur(cover, (0, 0), blur)
     m = cv2.getRotationMatrix2D((big / 2, big * _FACE_CY), angle, scale)
     m[:, 2] += np.asarray(shift) * supersample
     lum = cv2.warpAffine(lum, m, (big, big), flags=cv2.INTER_LINEAR, borderValue=0)
@@ -224,6 +234,8 @@ def _render_head(side: int, expr: Expression, ident: Identity, angle: float = 0.
         cover = cv2.resize(cover, (side, side), interpolation=cv2.INTER_AREA)
     boxes = {}
     for name, (x0, y0, x1, y1) in fboxes.items():
+        if name != "face":  # feature boxes also hold the blur's halo (2 sigma), so a feature stays inside
+            x0, y0, x1, y1 = x0 - 2 * blur, y0 - 2 * blur, x1 + 2 * blur, y1 + 2 * blur
         corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]]) @ m.T / supersample
         lo = np.clip(np.floor(corners.min(0)), 0, side - 1).astype(int)
         hi = np.clip(np.ceil(corners.max(0)), lo + 1, side).astype(int)
@@ -231,11 +243,17 @@ def _render_head(side: int, expr: Expression, ident: Identity, angle: float = 0.
     return lum, cover, boxes
 
 
+@functools.lru_cache(maxsize=16)
+def _unit_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    xx, yy = np.meshgrid(np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32))
+    return xx, yy
+
+
 def _lighting(h: int, w: int, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """A linear light gradient in a random direction, mean 1."""
-    xx, yy = np.meshgrid(np.linspace(-0.5, 0.5, w, dtype=np.float32), np.linspace(-0.5, 0.5, h, dtype=np.float32))
+    """A linear light gradient in a random direction: 1 in the centre, up to 1 +- strength at the edges."""
+    xx, yy = _unit_grid(h, w)
     theta = rng.uniform(0, 2 * math.pi)
-    return 1.0 + rng.uniform(-strength, strength) * (xx * math.cos(theta) + yy * math.sin(theta)) * 2
+    return 1.0 + rng.uniform(-strength, strength) * (xx * math.cos(theta) + yy * math.sin(theta))
 
 
 def render_face(emotion: int, rng: np.random.Generator, size: int = 48) -> tuple[np.ndarray, dict[str, Box]]:
@@ -244,8 +262,7 @@ def render_face(emotion: int, rng: np.random.Generator, size: int = 48) -> tuple
     Returns the image and boxes (x, y, w, h in this image's pixels) for BOX_NAMES; "left" means the
     image's left. Identity, intensity, pose, background, lighting and noise are drawn from `rng`.
     """
-    if not 0 <= emotion < len(CLASSES):
-        raise ValueError(f"emotion must be 0..{len(CLASSES) - 1} (index into {CLASSES}), got {emotion}")
+    _check_emotion(emotion)
     ident = random_identity(rng)
     expr = expression_for(emotion, rng.uniform(0.85, 1.0))
     lum, cover, boxes = _render_head(
@@ -369,6 +386,8 @@ def render_scene(faces: list[tuple[int, int]], rng: np.random.Generator, width: 
     cascade. Returns the image and, per face in the order given, {"box": (x, y, w, h), "emotion": int}.
     Raises ValueError for a bad emotion or background, or when the heads cannot be placed.
     """
+    for emotion, _ in faces:
+        _check_emotion(emotion)
     sides = [_head_side(size_px) for _, size_px in faces]
     if any(side > min(width, height) for side in sides):
         raise ValueError(f"faces of {[s for _, s in faces]} px need heads of {sides} px; the scene is "
@@ -376,8 +395,6 @@ def render_scene(faces: list[tuple[int, int]], rng: np.random.Generator, width: 
     canvas = _background(height, width, rng, background)
     out = []
     for (emotion, _), side, (x, y) in zip(faces, sides, _place(sides, rng, width, height)):
-        if not 0 <= emotion < len(CLASSES):
-            raise ValueError(f"emotion must be 0..{len(CLASSES) - 1} (index into {CLASSES}), got {emotion}")
         ident = random_identity(rng)
         expr = expression_for(int(emotion), rng.uniform(0.7, 1.0))
         lum, cover, boxes = _render_head(side, expr, ident, angle=rng.uniform(-5, 5))
@@ -396,6 +413,8 @@ def make_scene_video(path: str | Path, segments: list[tuple[int, float]], fps: f
     are not copies. Returns the ground truth: [{"emotion", "start_t", "end_t"}] in seconds, where frame
     i is shown at i / fps.
     """
+    for emotion, _ in segments:
+        _check_emotion(emotion)
     rng = np.random.default_rng(seed)
     width, height = size
     side = _head_side(face_px)
@@ -412,12 +431,14 @@ def make_scene_video(path: str | Path, segments: list[tuple[int, float]], fps: f
     try:
         for emotion, seconds in segments:
             n_frames = max(1, int(round(seconds * fps)))
-            lum, cover, boxes = _render_head(side, expression_for(int(emotion), 1.0), ident)
+            lum, cover, _ = _render_head(side, expression_for(int(emotion), 1.0), ident)
             truth.append({"emotion": int(emotion), "start_t": frame / fps, "end_t": (frame + n_frames) / fps})
             for _ in range(n_frames):
                 offset = np.clip(offset + rng.normal(0, 1.0, 2), -6, 6)  # a small random walk
                 img = background.copy()
-                _paste(img, lum, cover, int(round(x0 + offset[0])), int(round(y0 + offset[1])), tint)
+                x = min(max(int(round(x0 + offset[0])), 0), width - side)
+                y = min(max(int(round(y0 + offset[1])), 0), height - side)
+                _paste(img, lum, cover, x, y, tint)
                 img += rng.normal(0, 3, img.shape).astype(np.float32)
                 writer.write(np.clip(img, 0, 255).astype(np.uint8))
                 frame += 1

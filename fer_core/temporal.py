@@ -135,7 +135,7 @@ def add_temporal(frames: pd.DataFrame, window: int = 10, alpha: float = EMA_ALPH
     top = s.argmax(1) if len(s) else np.zeros(0, int)
     out["emotion"] = [CLASSES[i] for i in top]
     out["score"] = s[np.arange(len(s)), top] if len(s) else np.zeros(0, np.float32)
-    return out[FRAME_COLUMNS]
+    return out[FRAME_COLUMNS].sort_values(["frame", "face_id"], kind="stable").reset_index(drop=True)
 
 
 def segments(frames: pd.DataFrame, sample_step: float, max_gap_s: float | None = None) -> pd.DataFrame:
@@ -143,9 +143,9 @@ def segments(frames: pd.DataFrame, sample_step: float, max_gap_s: float | None =
 
     Boundaries sit halfway between the last sample of one run and the first of the next; a run
     ends half a sampling step after its last sample when the face is not seen again within
-    `max_gap_s` (default 3 sampling steps), and a gap that long also splits a run.
+    `max_gap_s` (default the larger of 1 s and 3 sampling steps), and a gap that long also splits a run.
     """
-    max_gap_s = 3 * sample_step if max_gap_s is None else max_gap_s
+    max_gap_s = max(1.0, 3 * sample_step) if max_gap_s is None else max_gap_s
     rows = []
     for face_id, g in frames.sort_values(["face_id", "t"]).groupby("face_id", sort=True):
         t, emo, score = g["t"].to_numpy(float), g["emotion"].to_numpy(), g["score"].to_numpy(float)

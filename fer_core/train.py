@@ -239,7 +239,7 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
 
         train = stratified_subset(train, cfg.train_subset, cfg.seed)
     model = build_model(cfg).to(device)
-    channels_last = use_channels_last(cfg, model) and device.type in ("cuda", "cpu")
+    channels_last = use_channels_last(cfg, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     bf16 = use_bf16(cfg, device)
@@ -278,8 +278,6 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
     val_split = Split(val_images, np.asarray(data.val.labels))
     step = start_epoch * steps_per_epoch
     stopped_early = False
-    epoch = start_epoch
-
     for epoch in range(start_epoch, cfg.epochs):
         if best_metric is not None and cfg.patience > 0 and epoch - best_epoch >= cfg.patience:
             stopped_early = True
@@ -331,8 +329,6 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
             f"{len(order) / train_seconds:.0f} img/s  {row['seconds']:.1f}s" + ("  *" if improved else ""))
         if report:
             report(dict(row, best_metric=best_metric, best_epoch=best_epoch), last_path)
-    else:
-        epoch = cfg.epochs
     return FitResult(run_dir, best_epoch, best_metric if best_metric is not None else float("nan"),
                      epochs_done=len(history), history=history, stopped_early=stopped_early)
 

@@ -170,19 +170,23 @@ class FaceFinder:
     """Haar boxes per sampled frame, with full-frame detection only on key frames.
 
     detect_every: a full-frame cascade every k-th sampled frame (1 = every frame, the slow reference).
-    Between key frames each face found in the previous frame is searched again in a window of
-    `window_scale` x its size around its last box, over scales `scale_range` of its size; a face the
-    window search loses triggers a full-frame detection on the same frame, so a lost face costs one
-    full pass, not a gap. New faces are picked up at the next key frame.
+    Between key frames each face seen in the last `memory` sampled frames is searched again in a
+    window of `window_scale` x its size around its last box, over scales `scale_range` of its size
+    (the cascade's own scales, so the boxes match a full-frame pass). A face seen in the previous
+    frame that the window search loses triggers a full-frame pass on the same frame (a cut, a new
+    pose); faces seen a little earlier are searched without that trigger, which catches the cascade's
+    frame-to-frame flicker. While no face is known, the full pass runs every `empty_every`-th frame.
     """
     detect_every: int = 5
+    empty_every: int = 1
+    memory: int = 3
     scale_factor: float = faces.SCALE_FACTOR
     min_neighbors: int = faces.MIN_NEIGHBORS
     min_size: int = faces.MIN_SIZE
     window_scale: float = 2.0
     scale_range: tuple[float, float] = (0.75, 1.35)
     stats: FinderStats = field(default_factory=FinderStats)
-    _previous: list[Box] = field(default_factory=list)
+    _recent: list[tuple[Box, int]] = field(default_factory=list)  # (last box, sampled frames since seen)
     _since_full: int = 0
 
     def full(self, gray: np.ndarray) -> list[Box]:
@@ -215,22 +219,34 @@ class FaceFinder:
         """Face boxes (x, y, w, h) in this frame (gray or BGR), largest first."""
         gray = faces.to_gray(image)
         self.stats.frames += 1
-        key = not self._previous or self.detect_every <= 1 or self._since_full + 1 >= self.detect_every
+        every = self.detect_every if self._recent else self.empty_every
+        key = every <= 1 or self._since_full + 1 >= every
         boxes: list[Box] = []
+        found_from: list[int] = []  # index into _recent of each box found by a window search
         if not key:
-            for box in self._previous:
+            for i, (box, age) in enumerate(self._recent):
                 hit = self._local(gray, box)
-                if hit is None:  # lost (turned away, cut to another shot): look everywhere now
-                    key = True
-                    break
+                if hit is None:
+                    if age == 0:  # lost since the last frame (a cut, a new pose): look everywhere now
+                        key = True
+                        break
+                    continue
                 if all(iou(hit, b) < 0.5 for b in boxes):
                     boxes.append(hit)
+                    found_from.append(i)
         if key:
             boxes = self.full(gray)
             self._since_full = 0
+            found_from = [max(range(len(self._recent)), key=lambda i: iou(self._recent[i][0], b), default=-1)
+                          for b in boxes]
+            found_from = [i if i >= 0 and iou(self._recent[i][0], b) > 0.2 else -1 for i, b in zip(found_from, boxes)]
         else:
             self._since_full += 1
-        self._previous = boxes
+        # Remember what was seen now, plus faces missed for fewer than `memory` frames.
+        matched = set(found_from)
+        kept = [(box, age + 1) for i, (box, age) in enumerate(self._recent)
+                if i not in matched and age + 1 < self.memory and all(iou(box, b) < 0.3 for b in boxes)]
+        self._recent = [(b, 0) for b in boxes] + kept
         return sorted(boxes, key=lambda b: (-b[2] * b[3], b[1], b[0]))
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from fer_core.runs import run_folder
 from jobs.search_space import SearchSpace, default_point, load_space, parse_space
-from jobs.trainable import CRASH_ENV
+from jobs.trainable import CRASH_ENV, trial_name
 
 DEFAULT_SPACE = "default.yaml"
 DEFAULTS = {"num_samples": 16, "cpus_per_trial": 1.0, "max_failures": 3, "keep_checkpoints": 2,
@@ -84,6 +84,7 @@ def _init_ray(settings: dict[str, Any]) -> None:
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0 the legacy reporter prints nothing
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
@@ -178,7 +179,8 @@ def _tuner(settings: dict[str, Any], space: SearchSpace, trainable: Any, folder:
     budget = settings["time_budget_min"]
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings["num_samples"],
                                   max_concurrent_trials=settings["max_concurrent"],
-                                  time_budget_s=budget * 60 if budget else None, trial_dirname_creator=trial_dirname)
+                                  time_budget_s=budget * 60 if budget else None, trial_dirname_creator=trial_dirname,
+                                  trial_name_creator=trial_name)
     run_config = tune.RunConfig(
         name=settings["experiment"], storage_path=settings["storage"], verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),

@@ -25,7 +25,7 @@ class Progress(Callback):
     def _name(trial: Any) -> str:
         from jobs.trainable import trial_index
 
-        index = trial_index(trial.trial_id)
+        index = trial_index(trial)
         return f"trial {index}{' (default)' if index == 0 else ''}"
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

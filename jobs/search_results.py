@@ -30,7 +30,7 @@ def _uri(path: str, filesystem: Any) -> str:
 def _trial_row(trial: Any, history: pd.DataFrame, space: SearchSpace) -> dict[str, Any]:
     from jobs.trainable import trial_index
 
-    row: dict[str, Any] = {"trial_id": trial.trial_id, "trial": trial_index(trial.trial_id),
+    row: dict[str, Any] = {"trial_id": trial.trial_id, "trial": trial_index(trial),
                            "status": str(trial.status), "epochs": 0}
     for key in space.params:
         value = trial.config.get(key)
@@ -209,10 +209,15 @@ def export_ensemble(df: pd.DataFrame, folder: Path, data: Any, top_k: int, space
                         space.metric: float(row["score"]), "source": row["checkpoint"]})
     (ens / "members.json").write_text(json.dumps({"members": members, "metric": space.metric}, indent=2))
     split, name = (data.test, "test") if data.test is not None else (data.val, "val")
-    predictor = Predictor(ens, device="cpu")
-    probs = predictor.predict_crops(split.images)
-    predictor.tta = True
-    probs_tta = predictor.predict_crops(split.images)
+    from fer_core.train import predict_probs
+
+    predictor = Predictor(ens, device="cpu")  # loads members.json exactly as eval/serve will
+    probs = np.zeros((len(split), 7))
+    probs_tta = np.zeros((len(split), 7))
+    for model, pre in predictor.members:  # one pass per member gives the plain and the flip-TTA probabilities
+        p, p_tta = predict_probs(model, split.images, pre["mean"], pre["std"], tta=True)
+        probs += p / len(predictor.members)
+        probs_tta += p_tta / len(predictor.members)
     report = classification_report(probs, np.asarray(split.labels), name, probs_tta=probs_tta)
     report["members"] = len(members)
     (ens / "eval.json").write_text(json.dumps(report, indent=2))

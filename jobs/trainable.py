@@ -19,12 +19,24 @@ CRASH_ENV = "FERTUNE_TEST_CRASH"
 CHECKPOINT_FILES = ("weights/last.pt", "weights/best.pt", "metrics.csv", "config.yaml")
 
 
-def trial_index(trial_id: str) -> int:
-    """Tune's trial ids end in a per-experiment counter: 'a1b2c_00003' -> 3."""
+def trial_index(trial: Any) -> int:
+    """The trial's number in creation order, 0 = the default configuration.
+
+    From a Tune Trial: its experiment tag starts with Tune's 1-based counter ('3_lr=...' -> 2); from a
+    trial name made by `trial_name` ('trial_2') inside the trainable.
+    """
+    tag = getattr(trial, "experiment_tag", None)
     try:
-        return int(trial_id.rsplit("_", 1)[-1])
+        if tag is not None:
+            return int(str(tag).split("_", 1)[0]) - 1
+        return int(str(trial).rsplit("_", 1)[-1])
     except ValueError:
         return -1
+
+
+def trial_name(trial: Any) -> str:
+    """Tune trial_name_creator: 'trial_N', so the trainable knows its own number."""
+    return f"trial_{trial_index(trial)}"
 
 
 def measure_latency_ms(cfg: Any, threads: int, batch: int = 32, repeats: int = 5) -> float:
@@ -90,7 +102,7 @@ def train_trial(config: dict[str, Any], data: Any = None, settings: dict[str, An
     settings = settings or {}
     t_start = time.perf_counter()
     ctx = tune.get_context()
-    index = trial_index(ctx.get_trial_id())
+    index = trial_index(ctx.get_trial_name())
     cfg = resolve({**config, **settings.get("overrides", {})})
     run_dir = Path(ctx.get_trial_dir()) / "run"
     run_dir.mkdir(parents=True, exist_ok=True)

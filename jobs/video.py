@@ -30,6 +30,8 @@ MANIFEST_COLUMNS = ["path", "status", "reason", "frames", "faces", "seconds", "o
 def expand_inputs(inputs: list[str]) -> list[str]:
     """Files, folders (their videos, recursively), globs and text files of paths -> absolute paths, in order.
 
+    Paths are made absolute but symlinks are kept: two links to one file are two inputs with two folders.
+
     A name that matches nothing stays in the list, so the manifest reports it as missing.
     """
     out: list[str] = []
@@ -37,10 +39,10 @@ def expand_inputs(inputs: list[str]) -> list[str]:
         path = Path(item).expanduser()
         if any(ch in item for ch in "*?["):
             matches = sorted(glob.glob(str(path), recursive=True))
-            out.extend(str(Path(m).resolve()) for m in matches if Path(m).is_file()) if matches else out.append(
+            out.extend(str(Path(m).absolute()) for m in matches if Path(m).is_file()) if matches else out.append(
                 str(path.absolute()))
         elif path.is_dir():
-            out.extend(str(p.resolve()) for p in sorted(path.rglob("*"))
+            out.extend(str(p.absolute()) for p in sorted(path.rglob("*"))
                        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
         elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
             for line in path.read_text().splitlines():

@@ -66,20 +66,19 @@ def plot_timeline(frames: pd.DataFrame, path: Path, title: str) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "timeline.png not drawn: matplotlib is missing (pip install 'fertune[report]')"
-    face_ids = sorted(frames["face_id"].unique())[:6]  # the six longest-lived ids would need a sort; first six suffice
-    fig, axes = plt.subplots(max(1, len(face_ids)), 1, figsize=(9, 2.2 * max(1, len(face_ids))), squeeze=False,
-                             sharex=True)
+    # The six faces seen most often (one-sample tracks are mostly detector noise), in id order.
+    face_ids = sorted(frames["face_id"].value_counts().index[:6])
+    fig, axes = plt.subplots(len(face_ids), 1, figsize=(9, 0.6 + 1.9 * len(face_ids)), squeeze=False, sharex=True)
     for ax, face_id in zip(axes[:, 0], face_ids):
         g = frames[frames["face_id"] == face_id]
         for c in CLASSES:
-            ax.plot(g["t"], g[f"s_{c}"], label=c, lw=1.2)
+            ax.plot(g["t"], g[f"s_{c}"], label=c, lw=1.2, marker=".", ms=3)
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"face {face_id}")
     axes[0, 0].set_title(title, fontsize=9)
-    axes[0, 0].legend(ncol=7, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02) if len(face_ids) > 1
-                      else (0.5, 1.0))
-    axes[-1, 0].set_xlabel("seconds")
-    fig.tight_layout()
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), ncol=7, fontsize=7, loc="lower center")
+    axes[-1, 0].set_xlabel("seconds (moving average over the window)")
+    fig.tight_layout(rect=(0, 0.45 / (0.6 + 1.9 * len(face_ids)), 1, 1))  # room for the legend below
     _atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     plt.close(fig)
     return ""

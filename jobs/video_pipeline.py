@@ -126,7 +126,9 @@ def write_row(row: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
                    "model": settings["model"], "fps": info["fps"], "width": info["width"], "height": info["height"],
                    "codec": info["codec"], "frames_decoded": info["frames_decoded"],
                    "timestamps_from": info["timestamps_from"], "notes": info["notes"],
-                   "duration": info["duration"], "frames_sampled": info["frames_sampled"]}
+                   "duration": info["duration"], "frames_sampled": info["frames_sampled"],
+                   "full_detections": info["full_detections"], "window_searches": info["window_searches"],
+                   "timings": {k: round(v, 3) for k, v in timings.items()}}
         summary = write_video_outputs(row["out_dir"], frames, summary, 1.0 / settings["sample_fps"])
         slim["faces"] = summary["faces"]
     except Exception as err:
@@ -166,14 +168,17 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
         on_gpu = gpus_per_worker > 0
         ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
         ds = ds.map(find_faces_row, fn_kwargs={"settings": settings}, num_cpus=DECODE_CPUS)
+        pool = (ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(gpus / gpus_per_worker))) if on_gpu
+                else ray.data.ActorPoolStrategy(size=1))
         ds = ds.map_batches(Classifier, fn_constructor_kwargs={"model": settings["model_path"], "batch_size": batch_size,
                                                                "device": "cuda" if on_gpu else "cpu"},
-                            batch_size=1, batch_format="pandas",
-                            concurrency=(1, max(1, int(gpus / gpus_per_worker))) if on_gpu else 1,
+                            batch_size=1, batch_format="pandas", compute=pool,
                             num_cpus=CLASSIFY_CPUS, num_gpus=gpus_per_worker if on_gpu else None)
         ds = ds.map(write_row, fn_kwargs={"settings": settings}, num_cpus=WRITE_CPUS)
-        for row in ds.iter_rows():
-            on_result(dict(row))
+        # Whole blocks (one video each), no prefetch: each video is reported the moment it is written.
+        for batch in ds.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=0):
+            for row in batch.to_dict("records"):
+                on_result(row)
     finally:
         if started_here:
             ray.shutdown()

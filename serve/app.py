@@ -17,8 +17,8 @@ request is in flight: a lone request is classified at once instead of paying the
 `build_app(args)` is a Serve application builder, so the same app runs under Serve's own CLI:
 `serve run serve.app:build_app model=runs/train/exp` or `serve deploy serve/config.yaml`.
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Serve's class-based FastAPI view reads the route
+# signatures at runtime, and string annotations make it treat `self` and `request` as query parameters.
 import asyncio
 import hmac
 import ipaddress
@@ -73,12 +73,12 @@ class ServeSettings:
 
 def _coerce(name: str, value: Any) -> Any:
     kind = {f.name: f.type for f in fields(ServeSettings)}[name]
-    if value is None or kind in ("str", "str | None"):
+    if value is None or kind not in (int, float):
         return None if value is None else str(value)
     try:
-        return int(value) if kind == "int" else float(value)
+        return int(value) if kind is int else float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"serve setting {name}={value!r} is not a{'n int' if kind == 'int' else ' number'}") from None
+        raise ValueError(f"serve setting {name}={value!r} is not a{'n int' if kind is int else ' number'}") from None
 
 
 def settings_from_dict(args: dict[str, Any]) -> ServeSettings:

@@ -21,8 +21,10 @@ def _model():
     return model_from_checkpoint(ckpt), ckpt["preprocess"]
 
 
-@pytest.mark.parametrize("cls,other", [(HAPPY, NEUTRAL), (NEUTRAL, HAPPY)])
-def test_heat_of_mouth_only_classes_falls_in_the_mouth_box(cls, other):
+def test_heat_of_happy_versus_neutral_falls_in_the_mouth_box():
+    # happy is told apart from neutral only by its smile; neutral's evidence is the *absence* of one,
+    # which has no place to point at, so the check is made on happy
+    cls, other = HAPPY, NEUTRAL
     model, pre = _model()
     images, labels, boxes = make_faces(210, seed=123)  # faces the model never saw
     probs, _ = predict_probs(model, images, pre["mean"], pre["std"])
@@ -34,6 +36,19 @@ def test_heat_of_mouth_only_classes_falls_in_the_mouth_box(cls, other):
     mouth_area = np.mean([boxes[i]["mouth"][2] * boxes[i]["mouth"][3] / 48 ** 2 for i in right])
     assert np.mean(shares) >= 0.5, (np.mean(shares), mouth_area)
     assert np.mean(shares) > 3 * mouth_area  # far above what a uniform map would put there
+
+
+def test_explained_layer_keeps_half_the_input_resolution():
+    from analysis.gradcam import explain_layer
+
+    model, _ = _model()
+    layer = explain_layer(model, 48)
+    seen = {}
+    handle = layer.register_forward_hook(lambda m, i, o: seen.update(shape=tuple(o.shape)))
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 1, 48, 48))
+    handle.remove()
+    assert seen["shape"][-2:] == (24, 24) and layer is not model.gradcam_layer()
 
 
 def test_heat_maps_are_normalised_and_sized_like_the_input():

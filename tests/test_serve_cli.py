@@ -75,8 +75,7 @@ def test_cli_serves_with_token_and_stops_on_ctrl_c(tiny_model, tmp_path):
         assert info["batching"]["max_batch_size"] == 8
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=90)
-        assert proc.returncode == 0, out
-        assert "ready at http://127.0.0.1" in out
+        assert proc.returncode == 0, out[-3000:]  # Ctrl-C is a clean stop, Serve and Ray shut down
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

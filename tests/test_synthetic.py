@@ -55,14 +55,15 @@ def test_render_face_rejects_bad_emotion():
 
 def test_happy_and_neutral_differ_only_in_the_mouth_box():
     # Same rng state -> same identity, pose, lighting and noise; only the expression differs.
-    for seed in range(5):
+    for seed in range(20):
         happy, hb = render_face(HAPPY, np.random.default_rng(seed))
         neutral, nb = render_face(NEUTRAL, np.random.default_rng(seed))
         diff = happy.astype(int) != neutral.astype(int)
         assert diff.any()
         outside = np.ones_like(diff)
         for x, y, w, h in (hb["mouth"], nb["mouth"]):
-            outside[max(0, y - 1):y + h + 1, max(0, x - 1):x + w + 1] = False  # 1 px for the blur
+            # 1 px more: the blur's far tail can round a pixel by one gray level.
+            outside[max(0, y - 1):y + h + 1, max(0, x - 1):x + w + 1] = False
         assert not diff[outside].any(), f"seed {seed}: happy/neutral differ outside the mouth box"
 
 
@@ -121,12 +122,14 @@ def test_haar_finds_scene_faces():
             assert 0 <= x and 0 <= y and x + w <= 320 and y + h <= 240
             total += 1
             found += any(_iou(face["box"], box) >= 0.4 for box in boxes)
-    assert total == 80
+    assert total == sum(1 + k % 3 for k in range(40))
     assert found / total >= 0.8, f"Haar found {found}/{total} faces"
 
 
-def test_render_scene_errors():
+def test_render_scene_errors(tmp_path):
     rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="emotion must be"):
+        make_scene_video(tmp_path / "bad.mp4", [(3, 1.0), (-1, 1.0)])
     with pytest.raises(ValueError, match="unknown background"):
         render_scene([(0, 80)], rng, background="plaid")
     with pytest.raises(ValueError, match="without overlap"):

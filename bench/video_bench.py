@@ -1,0 +1,165 @@
+"""The `fertune video` benchmark (issue 6): the Ray Data job beside a plain sequential loop, same model.
+
+  loop      the seed reports' way: decode every frame (read), full-size Haar on each sampled frame,
+            classify that frame's faces (Predictor.predict_image), one video after another, one process
+  ray       `fertune video` itself (jobs.video.main): Ray start-up included, timestamp sampling, Haar on key
+            frames with windowed search between, an actor classifying whole videos, all outputs written
+Face recall: on the same sampled frames, the share of full-size Haar boxes the job's frames.parquet
+matches with IoU >= 0.5. Where the time goes: worker seconds per step (decode, detect, classify, write).
+
+  python bench/video_bench.py --model runs/train/exp --copies 20 --out bench/results/video.json
+  python bench/video_bench.py --smoke                 # tiny model, 1 copy of one clip, no timing claims
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from fer_core.faces import detect_faces
+from fer_core.temporal import iou
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = REPO.parent / "shared" / "data" / "video"
+
+
+def plain_loop(paths: list[Path], model: str, sample_fps: float) -> dict:
+    """Decode every frame, sample by frame index, full-size Haar + classify; returns seconds and frames."""
+    from fer_core.infer import Predictor
+
+    predictor = Predictor(model, device="cpu")
+    start, frames, faces, boxes = time.perf_counter(), 0, 0, {}
+    for path in paths:
+        cap = cv2.VideoCapture(str(path))
+        fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+        every = max(1, int(round(fps / sample_fps)))
+        index = 0
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            if index % every == 0:
+                found = predictor.predict_image(image)
+                frames += 1
+                faces += len(found)
+            index += 1
+        cap.release()
+    return {"seconds": time.perf_counter() - start, "frames": frames, "faces": faces}
+
+
+def reference_boxes(clip: Path, sample_fps: float) -> dict[int, list]:
+    """Full-size Haar on exactly the frames the job samples (by timestamp)."""
+    from fer_core.video_frames import sample_frames
+
+    return {index: detect_faces(image) for index, _, image in sample_frames(clip, sample_fps)}
+
+
+def recall(clip: Path, frames: pd.DataFrame, sample_fps: float) -> tuple[int, int]:
+    ref = reference_boxes(clip, sample_fps)
+    got = {k: g[["x", "y", "w", "h"]].to_numpy().tolist() for k, g in frames.groupby("frame")}
+    wanted = sum(len(b) for b in ref.values())
+    hit = sum(any(iou(a, b) >= 0.5 for b in got.get(k, [])) for k, boxes in ref.items() for a in boxes)
+    return hit, wanted
+
+
+def video_seconds(paths: list[Path]) -> float:
+    total = 0.0
+    for p in paths:
+        cap = cv2.VideoCapture(str(p))
+        total += cap.get(cv2.CAP_PROP_FRAME_COUNT) / (cap.get(cv2.CAP_PROP_FPS) or 30.0)
+        cap.release()
+    return total
+
+
+def tiny_model(folder: Path) -> str:
+    from fer_core.config import resolve
+    from fer_core.synthetic import make_demo_data
+    from fer_core.train import fit
+
+    fit(resolve({"model": "cnn_small", "epochs": 1, "train_subset": 200, "batch_size": 32}),
+        make_demo_data(n_train=200, n_val=70, n_test=0), run_dir=folder / "tiny", log=lambda *a: None)
+    return str(folder / "tiny")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model")
+    ap.add_argument("--clips", default=str(CLIPS))
+    ap.add_argument("--copies", type=int, default=20)
+    ap.add_argument("--sample-fps", type=float, default=5.0)
+    ap.add_argument("--out", default="bench/results/video.json")
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    from jobs import video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clips = sorted(Path(args.clips).glob("*.mp4"))
+        if args.smoke:
+            if not clips:
+                from fer_core.synthetic import make_scene_video
+
+                make_scene_video(tmp / "scene.mp4", [(3, 1.0), (5, 1.0)], fps=10)
+                clips = [tmp / "scene.mp4"]
+            clips, args.copies = clips[:1], 1
+        model = args.model or tiny_model(tmp)
+        inputs = tmp / "inputs"
+        inputs.mkdir()
+        paths = []
+        for k in range(args.copies):
+            for clip in clips:
+                paths.append(inputs / f"{clip.stem}_{k:02d}{clip.suffix}")
+                os.symlink(clip.resolve(), paths[-1])
+        seconds_of_video = video_seconds(paths)
+
+        loop = plain_loop(paths, model, args.sample_fps)
+        print(f"loop: {loop['seconds']:.1f} s, {loop['frames']} frames, {seconds_of_video / loop['seconds']:.1f}x real time")
+
+        out = tmp / "out"
+        job_args = Namespace(inputs=[str(inputs)], model=model, out=str(out), sample_fps=args.sample_fps, window=10,
+                             detector="haar", detect_every=None, min_face=30, batch_size=64, gpus_per_worker=0.0,
+                             address=None)
+        start = time.perf_counter()
+        video.main(job_args)
+        ray_seconds = time.perf_counter() - start
+        manifest = pd.read_parquet(out / "manifest.parquet")
+        hit = wanted = 0
+        for clip in clips:  # every copy of a clip gives the same boxes; check one copy per clip
+            row = manifest[manifest.path.str.contains(f"/{clip.stem}_00")].iloc[0]
+            h, w = recall(clip, pd.read_parquet(Path(row.out_dir) / "frames.parquet"), args.sample_fps)
+            hit, wanted = hit + h * args.copies, wanted + w * args.copies
+        steps = {}
+        for row in manifest.itertuples():
+            summary = json.loads((Path(row.out_dir) / "summary.json").read_text()) if row.status == "ok" else {}
+            timings = summary.get("timings", {})
+            for k in ("decode", "detect", "classify"):
+                steps[k] = steps.get(k, 0.0) + timings.get(k, 0.0)
+            if summary:  # what is left of the video's seconds after finding faces and classifying is writing
+                steps["write"] = steps.get("write", 0.0) + row.seconds - timings.get("find_total", 0.0) - timings.get(
+                    "classify", 0.0)
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "files": len(paths), "video_seconds": round(seconds_of_video, 1), "sample_fps": args.sample_fps,
+        "loop_seconds": round(loop["seconds"], 1), "loop_x_realtime": round(seconds_of_video / loop["seconds"], 2),
+        "ray_seconds": round(ray_seconds, 1), "ray_x_realtime": round(seconds_of_video / ray_seconds, 2),
+        "speedup_vs_loop": round(loop["seconds"] / ray_seconds, 2),
+        "face_recall_iou50": round(hit / wanted, 4) if wanted else None, "faces_full_haar": wanted,
+        "worker_seconds": {k: round(v, 1) for k, v in steps.items()},
+        "statuses": manifest.status.value_counts().to_dict(),
+    }
+    print(json.dumps(result, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
