@@ -136,7 +136,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The demo search: demo.yaml (4 trials x 3 epochs of cnn_small on synthetic faces) with Ray Tune."""
+    """The demo search: demo.yaml (4 trials x 4 epochs of cnn_small on synthetic faces) with Ray Tune."""
     import argparse
 
     from jobs import search

@@ -20,7 +20,7 @@ def test_packaged_spaces_load_and_trial_zero_is_the_models_default():
     point, _ = default_point(small)
     assert point["lr"] == resolve({"model": "cnn_small"}).lr  # the model preset, not the seed default
     demo = load_space("demo.yaml")
-    assert demo.fixed["epochs"] == 3 and demo.max_epochs() == 3
+    assert demo.fixed["epochs"] == 4 and demo.max_epochs() == 4
 
 
 @pytest.mark.parametrize("space, words", [
