@@ -370,6 +370,7 @@ def final_evaluation(checkpoint_path: str | Path, data: FerData, tta: bool = Tru
     pre = ckpt["preprocess"]
     probs, probs_tta = predict_probs(model, split.images, pre["mean"], pre["std"], tta=tta)
     result = classification_report(probs, np.asarray(split.labels), name, probs_tta=probs_tta)
+    result["data"] = data.source  # lets `fertune eval` tell this run's evaluation from one on other data
     result["checkpoint"] = str(checkpoint_path)
     result["best_epoch"] = ckpt.get("best_epoch")
     if out:

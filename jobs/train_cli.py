@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from fer_core import config as cfg_mod
 from fer_core.data import describe, load_data
 from fer_core.labels import parse_class_map
@@ -88,20 +90,18 @@ def cmd_eval(args) -> int:
     from fer_core.infer import Predictor, resolve_checkpoints
     from fer_core.metrics import classification_report, format_report
 
-    predictor = Predictor(args.model, device=args.device)
-    if args.labels:
-        from fer_core.ferplus import ferplus_labels
-
-        if not args.data:
-            raise ValueError("--labels scores the images of --data against FER+ votes; pass --data too")
     if not args.data:
-        raise ValueError("fertune eval needs --data PATH (the dataset to score)")
+        raise ValueError("fertune eval needs --data PATH (the dataset to score; with --labels, the images the FER+ "
+                         "votes belong to)")
+    predictor = Predictor(args.model, device=args.device)
     data = load_data(args.data, classes=parse_class_map(args.classes))
     split = {"train": data.train, "val": data.val, "test": data.test}[args.split]
     if split is None:
         raise ValueError(f"{args.data} has no {args.split} split; choose --split val")
     labels = split.labels
     if args.labels:
+        from fer_core.ferplus import ferplus_labels
+
         labels, keep, counts = ferplus_labels(args.labels, args.data, args.split)
         if len(keep) != len(split):
             raise ValueError(f"{args.data} gave {len(split)} {args.split} images but {args.labels} has {len(keep)} "
@@ -110,12 +110,11 @@ def cmd_eval(args) -> int:
         labels = split.labels
         left = ", ".join(f"{counts[k]} {k}" for k in ("tied", "contempt", "unknown", "not_a_face"))
         print(f"FER+ labels: {counts['kept']} of {counts['rows']} {args.split} rows scored; left out: {left}")
-    predictor.tta = False
     probs = predictor.predict_crops(split.images)
-    probs_tta = None
-    if args.tta:
-        predictor.tta = True
-        probs_tta = predictor.predict_crops(split.images)
+    # flip-TTA is the mean of plain and mirrored probabilities (for an ensemble too: both are means), so only
+    # the mirrored pass is new work
+    probs_tta = ((probs + predictor.predict_crops(np.ascontiguousarray(split.images[:, :, ::-1]))) / 2
+                 if args.tta else None)
     report = classification_report(probs, labels, args.split, probs_tta=probs_tta)
     report["model"] = str(args.model)
     report["data"] = str(args.data)
@@ -128,8 +127,10 @@ def cmd_eval(args) -> int:
               f"those classes are left out of the macro averages")
     _, folder = resolve_checkpoints(args.model)
     out = Path(args.out) if args.out else (folder or Path(".")) / "eval.json"
-    if not args.out and out.is_file() and json.loads(out.read_text()).get("data") not in (None, str(args.data)):
-        out = out.with_name(f"eval-{Path(str(args.data)).stem}-{args.split}.json")  # keep the run's own eval.json
+    if not args.out and out.is_file():
+        previous = json.loads(out.read_text())
+        if (previous.get("data"), previous.get("split")) != (str(args.data), args.split):
+            out = out.with_name(f"eval-{Path(str(args.data)).stem}-{args.split}.json")  # keep the run's own eval.json
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")
     return 0
