@@ -124,7 +124,7 @@ def _confused(page: Page, out: Path, anchor: str, title: str, ev: Evaluation) ->
 def _gradcam_grid(page: Page, out: Path, anchor: str, title: str, ev: Evaluation, predictor) -> None:
     from analysis.gradcam import gradcam, overlay
 
-    model, pre = predictor.members[0]
+    model, pre, _ = predictor.members[0]
     if not hasattr(model, "gradcam_layer"):
         page.note(f"{type(model).__name__} has no gradcam_layer(): no Grad-CAM.")
         return

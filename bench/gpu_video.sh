@@ -46,7 +46,8 @@ tmp = Path(tempfile.mkdtemp())
 clips = sorted(Path(clips_dir).glob("*.mp4"))
 device = "cuda" if torch.cuda.is_available() and not smoke else "cpu"
 if smoke:
-    from fer_core.synthetic import make_scene_video, make_demo_data
+    from fer_core.synthetic import make_demo_data
+    from fer_core.synthetic_scenes import make_scene_video
     from fer_core.config import resolve
     from fer_core.train import fit
     make_scene_video(tmp / "scene.mp4", [(3, 1.0), (5, 1.0)], fps=10)

@@ -209,40 +209,46 @@ def main() -> int:
             return Response(await request.body(), media_type="application/octet-stream")
 
     port = free_port()
-    ray.init(address="local", include_dashboard=False, logging_level="ERROR", configure_logging=False)
+    # log_to_driver=False: the replicas' access-log lines would otherwise be shipped to and printed by this
+    # process, thousands of them, on the same two cores as the server
+    ray.init(address="local", include_dashboard=False, logging_level="ERROR", configure_logging=False,
+             log_to_driver=False)
     results: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
                      "cpus": os.cpu_count(), "payload": f"48x48 PNG, {len(png)} bytes, ?faces=false",
                      "model": str(model), "cells": []}
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(Echo.bind(), name="echo", route_prefix="/echo")
-        serve.run(build_app({"model": str(model)}), name="batched", route_prefix="/b")
-        serve.run(build_app({"model": str(model), "max_batch_size": 1}), name="unbatched", route_prefix="/u")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/b/v1/model") as res:
-            info = json.loads(res.read())
-        threads, pid = info["replica"]["torch_threads"], info["replica"]["pid"]
-        results["replica_torch_threads"] = threads
+        # One app at a time: each replica reserves a CPU, and a 2-core machine has two (three apps side
+        # by side would leave the last one unscheduled, waiting forever). Batched goes last: the soak uses it.
+        apps = [("echo", "/echo", "application/octet-stream", lambda: Echo.bind()),
+                ("unbatched", "/u/v1/predict?faces=false", "image/png",
+                 lambda: build_app({"model": str(model), "max_batch_size": 1})),
+                ("batched", "/b/v1/predict?faces=false", "image/png", lambda: build_app({"model": str(model)}))]
 
-        targets = [("echo", "/echo", "application/octet-stream"), ("batched", "/b/v1/predict?faces=false", "image/png"),
-                   ("unbatched", "/u/v1/predict?faces=false", "image/png")]
-
-        def batching(prefix: str) -> dict:
+        def model_info(prefix: str) -> dict:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{prefix}/v1/model") as res:
-                return json.loads(res.read())["batching"]
+                return json.loads(res.read())
 
-        for name, path, ctype in targets:
+        for name, path, ctype, bind in apps:
+            prefix = path[:2] if name != "echo" else None
+            serve.run(bind(), name=name, route_prefix=prefix or "/echo")
+            if prefix:
+                info = model_info(prefix)
+                threads, pid = info["replica"]["torch_threads"], info["replica"]["pid"]
+                results["replica_torch_threads"] = threads
             for c in levels:
-                prefix = path[:2] if name in ("batched", "unbatched") else None
-                before = batching(prefix) if prefix else None
+                before = model_info(prefix)["batching"] if prefix else None
                 row = {"target": name, **load(port, path, png, ctype, c, args.seconds)}
                 if prefix:  # requests per forward pass during this cell (warm-up included)
-                    after = batching(prefix)
+                    after = model_info(prefix)["batching"]
                     row["mean_batch"] = round((after["items"] - before["items"]) /
                                               max(1, after["batches"] - before["batches"]), 2)
                 results["cells"].append(row)
                 print(f"{name:>13} c={c:<3} {row['rps']:>7} req/s  p50 {row['p50']:>6} ms  p95 {row['p95']:>6} ms  "
                       f"p99 {row['p99']:>6} ms  errors {row['errors']}"
                       + (f"  mean batch {row['mean_batch']}" if prefix else ""), flush=True)
+            if name != "batched":
+                serve.delete(name)
         results["predictor"] = bare_predictor(model, png, threads, min(args.seconds, 5))
         print(f"    predictor         p50 {results['predictor']['p50']} ms (one crop); "
               f"{results['predictor']['batch32_ms']} ms per batch of 32", flush=True)

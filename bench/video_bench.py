@@ -106,7 +106,7 @@ def main() -> None:
         clips = sorted(Path(args.clips).glob("*.mp4"))
         if args.smoke:
             if not clips:
-                from fer_core.synthetic import make_scene_video
+                from fer_core.synthetic_scenes import make_scene_video
 
                 make_scene_video(tmp / "scene.mp4", [(3, 1.0), (5, 1.0)], fps=10)
                 clips = [tmp / "scene.mp4"]

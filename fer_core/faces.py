@@ -112,3 +112,13 @@ def crops_for_image(image: np.ndarray, boxes: list[Box] | None = None,
     if not boxes:
         return np.zeros((0, size, size), np.uint8), []
     return np.stack([crop_face(gray, box, size) for box in boxes]), boxes
+
+
+def image_crops(image: np.ndarray, faces: bool = True, size: int = 48) -> tuple[np.ndarray, list[Box]]:
+    """What every fertune front end classifies: the detected faces' crops and boxes, or with
+    faces=False the whole image as one crop (its box = the whole image)."""
+    if faces:
+        return crops_for_image(image, size=size)
+    gray = to_gray(image)
+    h, w = gray.shape
+    return crop_face(gray, (0, 0, w, h), size=size)[None], [(0, 0, w, h)]

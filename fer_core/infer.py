@@ -15,7 +15,7 @@ import torch
 
 from fer_core import checkpoint as ckpt_io
 from fer_core.labels import CLASSES
-from fer_core.train import predict_probs, resolve_device
+from fer_core.train import inference_mode_for, predict_probs, resolve_device
 
 
 @dataclass
@@ -68,20 +68,26 @@ def resolve_checkpoints(path: str | Path) -> tuple[list[Path], Path | None]:
 class Predictor:
     """Batched probabilities for 48x48 crops or whole images; an ensemble averages its members' probabilities."""
 
-    def __init__(self, path: str | Path, device: str = "auto", tta: bool = False, batch_size: int = 256):
+    def __init__(self, path: str | Path, device: str = "auto", tta: bool = False, batch_size: int = 256,
+                 precision: str = "auto"):
         self.path = Path(path)
         self.device = resolve_device(device)
         self.tta = tta
         self.batch_size = batch_size
         files, self.folder = resolve_checkpoints(path)
-        self.members: list[tuple[torch.nn.Module, dict[str, Any]]] = []
+        # (network, preprocess, (bf16, channels_last)) per member; "auto" precision computes as the
+        # member's training run validated: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere
+        self.members: list[tuple[torch.nn.Module, dict[str, Any], tuple[bool, bool]]] = []
         self.checkpoints: list[dict[str, Any]] = []
         for file in files:
             ckpt = ckpt_io.load_checkpoint(file)
             if list(ckpt["classes"]) != list(CLASSES):
                 raise ValueError(f"{file} predicts classes {ckpt['classes']}, not fertune's {list(CLASSES)}")
             model = ckpt_io.model_from_checkpoint(ckpt).to(self.device)
-            self.members.append((model, ckpt["preprocess"]))
+            mode = inference_mode_for(ckpt, model, self.device, precision)
+            if mode[1]:
+                model = model.to(memory_format=torch.channels_last)
+            self.members.append((model, ckpt["preprocess"], mode))
             self.checkpoints.append({k: ckpt.get(k) for k in ("model_name", "config", "epoch", "best_epoch",
                                                               "best_metric", "metrics", "preprocess")})
         self.img_size = int(self.members[0][1]["img_size"])
@@ -89,7 +95,9 @@ class Predictor:
 
     @property
     def model_id(self) -> str:
-        return self.path.resolve().name if self.path.is_dir() else self.path.stem
+        if not hasattr(self, "_model_id"):  # cached: a server asks on every request, a file system call each
+            self._model_id = self.path.resolve().name if self.path.is_dir() else self.path.stem
+        return self._model_id
 
     def info(self) -> dict[str, Any]:
         """What /v1/model and reports show: classes, metrics (eval.json when present), config, members."""
@@ -107,6 +115,7 @@ class Predictor:
             "metrics": json.loads(eval_file.read_text()) if eval_file and eval_file.is_file() else None,
             "trial_id": trial,
             "tta": self.tta,
+            "precision": "bf16" if self.members[0][2][0] else "fp32",
         }
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
@@ -121,8 +130,9 @@ class Predictor:
 
             crops = np.stack([resize_square(c, self.img_size) for c in crops])
         total = np.zeros((len(crops), len(CLASSES)), dtype=np.float64)
-        for model, pre in self.members:
-            probs, probs_tta = predict_probs(model, crops, pre["mean"], pre["std"], self.batch_size, tta=self.tta)
+        for model, pre, (bf16, channels_last) in self.members:
+            probs, probs_tta = predict_probs(model, crops, pre["mean"], pre["std"], self.batch_size, tta=self.tta,
+                                             bf16=bf16, channels_last=channels_last)
             total += probs_tta if self.tta else probs
         return (total / len(self.members)).astype(np.float32)
 
@@ -131,16 +141,11 @@ class Predictor:
 
     def predict_images(self, images: list[np.ndarray], faces: bool = True) -> list[list[FacePrediction]]:
         """Detect faces in each image (or take each whole image as one face), classify all crops in one batch."""
-        from fer_core.faces import crop_face, crops_for_image, to_gray
+        from fer_core.faces import image_crops
 
         crops, owners, boxes = [], [], []
         for i, image in enumerate(images):
-            if faces:
-                found, found_boxes = crops_for_image(image, size=self.img_size)
-            else:
-                gray = to_gray(image)
-                h, w = gray.shape
-                found, found_boxes = crop_face(gray, (0, 0, w, h), size=self.img_size)[None], [(0, 0, w, h)]
+            found, found_boxes = image_crops(image, faces, self.img_size)
             crops.extend(found)
             boxes.extend(found_boxes)
             owners.extend([i] * len(found_boxes))

@@ -64,6 +64,22 @@ def use_channels_last(cfg: TrainConfig, model: nn.Module) -> bool:
     return cfg.channels_last == "on"
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def inference_mode_for(ckpt: dict[str, Any], model: nn.Module, device: torch.device,
+                       precision: str = "auto") -> tuple[bool, bool]:
+    """(bf16, channels_last) for scoring a checkpoint: "auto" computes as its training run validated
+    (its amp and channels_last settings on this device), so eval, serve and video agree with the
+    epoch that was selected; "fp32" is the exact reference (what ONNX/TorchScript exports compute)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    known = {k: v for k, v in (ckpt.get("config") or {}).items() if k in ("amp", "channels_last")}
+    cfg = TrainConfig(**known)
+    bf16 = use_bf16(cfg, device) if precision == "auto" else precision == "bf16"
+    return bf16, use_channels_last(cfg, model)
+
+
 def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     return {"head_width": cfg.head_width, "dropout": cfg.dropout, "dropout2": cfg.dropout2,
             "pretrained": cfg.pretrained, "img_size": cfg.img_size}
@@ -360,19 +376,25 @@ def make_checkpoint(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.O
 
 
 def final_evaluation(checkpoint_path: str | Path, data: FerData, tta: bool = True, device: str = "auto",
-                     out: str | Path | None = None) -> dict[str, Any]:
+                     out: str | Path | None = None, precision: str = "auto") -> dict[str, Any]:
     """Evaluate a checkpoint on the test split (val when there is none) and write eval.json."""
     import json
 
     ckpt = ckpt_io.load_checkpoint(checkpoint_path)
-    model = ckpt_io.model_from_checkpoint(ckpt).to(resolve_device(device))
+    target = resolve_device(device)
+    model = ckpt_io.model_from_checkpoint(ckpt).to(target)
+    bf16, channels_last = inference_mode_for(ckpt, model, target, precision)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     split, name = (data.test, "test") if data.test is not None else (data.val, "val")
     pre = ckpt["preprocess"]
-    probs, probs_tta = predict_probs(model, split.images, pre["mean"], pre["std"], tta=tta)
+    probs, probs_tta = predict_probs(model, split.images, pre["mean"], pre["std"], tta=tta, bf16=bf16,
+                                     channels_last=channels_last)
     result = classification_report(probs, np.asarray(split.labels), name, probs_tta=probs_tta)
     result["data"] = data.source  # lets `fertune eval` tell this run's evaluation from one on other data
     result["checkpoint"] = str(checkpoint_path)
     result["best_epoch"] = ckpt.get("best_epoch")
+    result["precision"] = "bf16" if bf16 else "fp32"
     if out:
         ckpt_io.atomic_write_text(out, json.dumps(result, indent=2))
     return result

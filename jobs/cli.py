@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="also report horizontal-flip test-time augmentation")
     p.add_argument("--out", help="where to write the eval JSON (default: eval.json beside the model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                   help="auto (default): compute as the training run validated (bf16 autocast on CUDA and on "
+                        "CPUs with native bf16); fp32: the exact reference")
 
     p = sub.add_parser("search", help="hyperparameter search with Ray Tune + Optuna (runs/search/NAME)",
                        description="Ray Tune + Optuna (TPE) + ASHA over TrainConfig keys; see docs/search.md.")

@@ -292,7 +292,7 @@ def finish(folder: Path, space: SearchSpace, settings: dict[str, Any], data: Any
     print(f"\nbest/ (trial {best['trial']}) on {report['split']}:\n{format_report(report)}")
     ens = export_ensemble(df, folder, data, settings["top_k"], space)
     if ens:
-        print(f"\nensemble/ (top {ens['members']}) on {ens['split']}:\n{format_report(ens)}")
+        print(f"\nensemble/ ({ens['members']} members, {ens['selection']}) on {ens['split']}:\n{format_report(ens)}")
     data_arg = settings["data"]
     print(f"\nResults: {folder}  (results.parquet, best/, ensemble/, search.yaml)\n"
           f"Next: fertune eval --model {folder / 'best'} --data {data_arg} --tta\n"

@@ -40,8 +40,10 @@ class Progress(Callback):
             self.best = value
         done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
         extra = f"  latency {result['latency_ms']:.2f} ms" if "latency_ms" in result else ""
+        if self.metric != "val_acc":  # accuracy is shown beside any other objective
+            extra = f"  val_acc {result.get('val_acc', float('nan')):.4f}" + extra
         self._line(f"{self._name(trial)} epoch {result.get('epoch')}/{result.get('epochs_planned')}  "
-                   f"{self.metric} {value:.4f}  val_acc {result.get('val_acc', float('nan')):.4f}{extra}  "
+                   f"{self.metric} {value:.4f}{extra}  "
                    f"(search best {self.best:.4f}; {done}/{self.num_samples} trials done)")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -52,6 +52,8 @@ def _trial_row(trial: Any, history: pd.DataFrame, space: SearchSpace) -> dict[st
         planned = int(last.get("epochs_planned", row["epochs"]))
         if row["status"] == "TERMINATED" and row["epochs"] < planned:
             row["status"] = "STOPPED_EARLY"  # ASHA, the time budget or the trial's own patience stopped it
+    elif row["status"] == "TERMINATED":
+        row["status"] = "STOPPED_EARLY"  # the time budget ended the search before its first epoch
     checkpoint = trial.checkpoint
     row["checkpoint"] = _uri(f"{checkpoint.path}/best.pt", checkpoint.filesystem) if checkpoint else None
     return row
@@ -190,8 +192,40 @@ def export_best(row: pd.Series, folder: Path, data: Any, data_arg: str) -> dict[
     return final_evaluation(best / "weights" / "best.pt", data, tta=True, out=best / "eval.json")
 
 
+def _split_score(probs: np.ndarray, labels: np.ndarray, metric: str) -> float:
+    """The search metric of averaged probabilities, larger is better (val_loss is negated)."""
+    from fer_core.metrics import confusion_matrix, macro_f1
+
+    if metric == "val_loss":
+        return -float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
+    if metric == "val_macro_f1":
+        return macro_f1(confusion_matrix(labels, probs.argmax(1)))
+    return float((probs.argmax(1) == labels).mean())
+
+
+def greedy_members(val_probs: list[np.ndarray], labels: np.ndarray, metric: str) -> list[int]:
+    """Forward selection on validation (Caruana et al., 2004): start from the best candidate, add the one
+    whose inclusion helps the average most, stop when none helps. Candidates are in rank order; so is
+    the answer's first member. A weak trial (one ASHA stopped after two epochs) only joins if it helps."""
+    chosen = [0]
+    total = val_probs[0].copy()
+    best = _split_score(total, labels, metric)
+    while True:
+        trials = [(_split_score((total + p) / (len(chosen) + 1), labels, metric), i)
+                  for i, p in enumerate(val_probs) if i not in chosen]
+        if not trials:
+            return chosen
+        score, pick = max(trials)
+        if score <= best:
+            return chosen
+        chosen.append(pick)
+        total += val_probs[pick]
+        best = score
+
+
 def export_ensemble(df: pd.DataFrame, folder: Path, data: Any, top_k: int, space: SearchSpace) -> dict[str, Any] | None:
-    """ensemble/: the top-k trials' best checkpoints (copied in), their averaged probabilities on test."""
+    """ensemble/: members picked greedily on validation among the top-k trials, their best checkpoints
+    copied in; the averaged probabilities evaluated on test."""
     from fer_core.infer import Predictor
     from fer_core.metrics import classification_report
 
@@ -201,24 +235,40 @@ def export_ensemble(df: pd.DataFrame, folder: Path, data: Any, top_k: int, space
     ens = folder / "ensemble"
     if ens.exists():
         shutil.rmtree(ens)
-    members = []
+    candidates = []
     for _, row in pool.iterrows():
         rel = f"members/{row['trial_id']}.pt"
         fetch_file(row["checkpoint"], ens / rel)
-        members.append({"checkpoint": rel, "trial_id": row["trial_id"], "trial": int(row["trial"]),
-                        space.metric: float(row["score"]), "source": row["checkpoint"]})
-    (ens / "members.json").write_text(json.dumps({"members": members, "metric": space.metric}, indent=2))
+        candidates.append({"checkpoint": rel, "trial_id": row["trial_id"], "trial": int(row["trial"]),
+                           space.metric: float(row["score"]), "source": row["checkpoint"]})
+    selection = "all of the top-k (no validation split to choose on)"
+    members = candidates
+    if data.val is not None and len(candidates) > 1:
+        val_probs = []
+        for member in candidates:
+            (ens / "members.json").write_text(json.dumps({"members": [member]}))
+            val_probs.append(Predictor(ens, device="cpu").predict_crops(data.val.images))
+        keep = greedy_members(val_probs, np.asarray(data.val.labels), space.metric)
+        members = [candidates[i] for i in keep]
+        for i, member in enumerate(candidates):
+            if i not in keep:
+                (ens / member["checkpoint"]).unlink()
+        selection = f"greedy forward selection on val {space.metric} among the top {len(candidates)}"
+    (ens / "members.json").write_text(json.dumps({"members": members, "metric": space.metric, "selection": selection,
+                                                  "candidates": [c["trial"] for c in candidates]}, indent=2))
     split, name = (data.test, "test") if data.test is not None else (data.val, "val")
     from fer_core.train import predict_probs
 
     predictor = Predictor(ens, device="cpu")  # loads members.json exactly as eval/serve will
     probs = np.zeros((len(split), 7))
     probs_tta = np.zeros((len(split), 7))
-    for model, pre in predictor.members:  # one pass per member gives the plain and the flip-TTA probabilities
-        p, p_tta = predict_probs(model, split.images, pre["mean"], pre["std"], tta=True)
+    for model, pre, (bf16, channels_last) in predictor.members:  # one pass each: plain and flip-TTA probabilities
+        p, p_tta = predict_probs(model, split.images, pre["mean"], pre["std"], tta=True, bf16=bf16,
+                                 channels_last=channels_last)
         probs += p / len(predictor.members)
         probs_tta += p_tta / len(predictor.members)
     report = classification_report(probs, np.asarray(split.labels), name, probs_tta=probs_tta)
     report["members"] = len(members)
+    report["selection"] = selection
     (ens / "eval.json").write_text(json.dumps(report, indent=2))
     return report

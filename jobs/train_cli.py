@@ -93,7 +93,7 @@ def cmd_eval(args) -> int:
     if not args.data:
         raise ValueError("fertune eval needs --data PATH (the dataset to score; with --labels, the images the FER+ "
                          "votes belong to)")
-    predictor = Predictor(args.model, device=args.device)
+    predictor = Predictor(args.model, device=args.device, precision=args.precision)
     data = load_data(args.data, classes=parse_class_map(args.classes))
     split = {"train": data.train, "val": data.val, "test": data.test}[args.split]
     if split is None:
@@ -118,6 +118,7 @@ def cmd_eval(args) -> int:
     report = classification_report(probs, labels, args.split, probs_tta=probs_tta)
     report["model"] = str(args.model)
     report["data"] = str(args.data)
+    report["precision"] = predictor.info()["precision"]
     if args.labels:
         report["labels"] = str(args.labels)
         report["ferplus_counts"] = counts

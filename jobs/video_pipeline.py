@@ -161,6 +161,9 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver prints its own: videos done, frames/s, ETA
         ctx.print_on_execution_start = False
+        # Known: Ray Data's per-operator reservations run one decoder at a time on 2 CPUs (turning them
+        # off gave 1.33x the sequential loop instead of 1.04x, but then a killed driver's workers went on
+        # to finish every queued video; see BENCHMARKS.md). Kept on until a kill also stops the workers.
         gpus = float(ray.cluster_resources().get("GPU", 0))
         if gpus_per_worker > 0 and gpus == 0:
             raise RuntimeError(f"--gpus-per-worker {gpus_per_worker} but the Ray cluster has no GPU; "

@@ -50,7 +50,7 @@ def test_onnx_export_matches_pytorch(tiny_model, tmp_path):
     crops = face_crops()
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(["probs"], {"input": normalise(crops, contract)})[0]
-    expected = Predictor(tiny_model, device="cpu").predict_crops(crops)
+    expected = Predictor(tiny_model, device="cpu", precision="fp32").predict_crops(crops)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     assert (got.argmax(1) == expected.argmax(1)).all()
     # nothing is overwritten silently
@@ -77,7 +77,7 @@ def test_torchscript_runs_with_torch_alone(tiny_model, tmp_path):
                            str(tmp_path / "y.npy")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2"})
     assert done.returncode == 0, done.stderr
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), Predictor(tiny_model).predict_crops(crops),
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), Predictor(tiny_model, precision="fp32").predict_crops(crops),
                                atol=1e-4, rtol=0)
 
 
@@ -105,8 +105,8 @@ def test_ensemble_export_averages_members(tiny_model, tmp_path):
     crops = face_crops(8)
     contract = json.loads((ensemble / "export" / "preprocess.json").read_text())
     got = ort.InferenceSession(result["model"]).run(["probs"], {"input": normalise(crops, contract)})[0]
-    np.testing.assert_allclose(got, Predictor(ensemble).predict_crops(crops), atol=1e-4, rtol=0)
-    assert np.abs(got - Predictor(tiny_model).predict_crops(crops)).max() > 1e-3
+    np.testing.assert_allclose(got, Predictor(ensemble, precision="fp32").predict_crops(crops), atol=1e-4, rtol=0)
+    assert np.abs(got - Predictor(tiny_model, precision="fp32").predict_crops(crops)).max() > 1e-3
 
 
 def test_export_errors_name_the_fix(tmp_path):

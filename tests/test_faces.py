@@ -9,7 +9,7 @@ import pytest
 
 from fer_core import faces
 from fer_core.faces import crop_face, crops_for_image, detect_faces, to_gray
-from fer_core.synthetic import render_scene
+from fer_core.synthetic_scenes import render_scene
 
 
 def test_to_gray_uses_bt601_on_bgr_and_bgra():

@@ -9,7 +9,7 @@ import torch
 
 from fer_core import config
 from fer_core.infer import Predictor, resolve_checkpoints
-from fer_core.train import evaluate, fit
+from fer_core.train import evaluate, fit, use_bf16, use_channels_last
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,17 @@ def test_crops_match_the_training_evaluation(trained, demo_data):
     from fer_core.checkpoint import load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(run / "weights" / "best.pt"))
-    ref = evaluate(model, type(demo_data.test)(demo_data.test.images[:300], demo_data.test.labels[:300]), cfg)
+    split = type(demo_data.test)(demo_data.test.images[:300], demo_data.test.labels[:300])
+    # "auto" computes as training validated (bf16 autocast where the CPU has native bf16)...
+    bf16, channels_last = use_bf16(cfg, torch.device("cpu")), use_channels_last(cfg, model)
+    ref = evaluate(model.to(memory_format=torch.channels_last) if channels_last else model, split, cfg,
+                   bf16=bf16, channels_last=channels_last)
+    assert predictor.info()["precision"] == ("bf16" if bf16 else "fp32")
     assert np.allclose(probs, ref.probs, atol=1e-5)
+    # ...and "fp32" is the exact reference computation
+    exact = Predictor(run, device="cpu", precision="fp32")
+    assert np.allclose(exact.predict_crops(split.images), evaluate(model.to(memory_format=torch.contiguous_format),
+                                                                    split, cfg).probs, atol=1e-5)
     assert (probs.argmax(1) == demo_data.test.labels[:300]).mean() > 0.8
     tta = Predictor(run, device="cpu", tta=True).predict_crops(demo_data.test.images[:300])
     flipped = predictor.predict_crops(np.ascontiguousarray(demo_data.test.images[:300, :, ::-1]))
@@ -52,7 +61,7 @@ def test_crops_match_the_training_evaluation(trained, demo_data):
 
 
 def test_whole_images_detect_then_classify(trained):
-    from fer_core.synthetic import render_scene
+    from fer_core.synthetic_scenes import render_scene
 
     run, _ = trained
     predictor = Predictor(run, device="cpu")

@@ -93,11 +93,15 @@ def test_search_results_leaderboard_and_exports(finished):
     assert ev.returncode == 0, ev.stderr
     assert json.loads((tmp / "ev.json").read_text())["n"] == 1000
 
-    members = json.loads((folder / "ensemble" / "members.json").read_text())["members"]
-    assert [m["trial_id"] for m in members] == list(df["trial_id"][:2])
+    chosen = json.loads((folder / "ensemble" / "members.json").read_text())
+    members = [m["trial_id"] for m in chosen["members"]]
+    # greedy selection on val among the top 2: the best trial always, the second only if it helped
+    assert members[0] == df["trial_id"][0] and set(members) <= set(df["trial_id"][:2])
+    assert chosen["candidates"] == list(df["trial"][:2]) and chosen["selection"].startswith("greedy")
+    assert sorted(p.name for p in (folder / "ensemble" / "members").iterdir()) == sorted(f"{m}.pt" for m in members)
     from fer_core.infer import Predictor
 
-    assert len(Predictor(folder / "ensemble", device="cpu").members) == 2
+    assert len(Predictor(folder / "ensemble", device="cpu").members) == len(members)
     ens = json.loads((folder / "ensemble" / "eval.json").read_text())
     assert ens["split"] == "test" and ens["n"] == 1000 and "accuracy_tta" in ens
 

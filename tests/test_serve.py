@@ -92,7 +92,7 @@ def multipart(files: list[tuple[str, str | None, str, bytes]], boundary: str = "
 
 
 def scenes(n: int, seed: int = 0, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
-    from fer_core.synthetic import render_scene
+    from fer_core.synthetic_scenes import render_scene
 
     rng = np.random.default_rng(seed)
     return [render_scene([(i % 7, 100), ((i + 3) % 7, 80)], rng, width=size[0], height=size[1])[0] for i in range(n)]
@@ -397,7 +397,7 @@ def test_page_in_headless_chromium_shows_boxes_and_bars(server, predictor, tmp_p
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from fer_core.synthetic import render_scene
+    from fer_core.synthetic_scenes import render_scene
 
     image = render_scene([(3, 120), (6, 110)], np.random.default_rng(11), width=560, height=360)[0]
     path = tmp_path / "two_faces.png"

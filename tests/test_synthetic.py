@@ -7,8 +7,8 @@ import pytest
 
 from fer_core.faces import detect_faces
 from fer_core.labels import CLASSES
-from fer_core.synthetic import (BACKGROUNDS, BOX_NAMES, make_demo_data, make_faces, make_scene_video,
-                                render_face, render_scene)
+from fer_core.synthetic import BOX_NAMES, make_demo_data, make_faces, render_face
+from fer_core.synthetic_scenes import BACKGROUNDS, make_scene_video, render_scene
 
 HAPPY, NEUTRAL = CLASSES.index("happy"), CLASSES.index("neutral")
 

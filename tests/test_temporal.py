@@ -8,7 +8,7 @@ import pytest
 
 from fer_core import temporal
 from fer_core.labels import CLASSES
-from fer_core.synthetic import make_scene_video
+from fer_core.synthetic_scenes import make_scene_video
 from fer_core.video_frames import FaceFinder, VideoInfo, check_input, container_kind, sample_frames
 
 

@@ -8,7 +8,7 @@ import torch
 from fer_core import config
 from fer_core.checkpoint import load_checkpoint, model_from_checkpoint
 from fer_core.sampling import epoch_indices, focus_weights
-from fer_core.train import evaluate, final_evaluation, fit, lr_factor
+from fer_core.train import evaluate, final_evaluation, fit, lr_factor, use_bf16, use_channels_last
 
 
 def test_cnn_small_learns_synthetic_faces(demo_data, tmp_path):
@@ -26,7 +26,10 @@ def test_cnn_small_learns_synthetic_faces(demo_data, tmp_path):
         assert key in ckpt, key
     assert ckpt["epoch"] == 3 and ckpt["preprocess"] == {"img_size": 48, "mean": cfg.mean, "std": cfg.std, "gray": True}
     model = model_from_checkpoint(load_checkpoint(tmp_path / "weights" / "best.pt"))
-    again = evaluate(model, demo_data.test, cfg)
+    # the final evaluation computes as training validated (bf16 autocast where the CPU has native bf16)
+    bf16, channels_last = use_bf16(cfg, torch.device("cpu")), use_channels_last(cfg, model)
+    model = model.to(memory_format=torch.channels_last) if channels_last else model
+    again = evaluate(model, demo_data.test, cfg, bf16=bf16, channels_last=channels_last)
     assert again.accuracy(demo_data.test.labels) == pytest.approx(report["accuracy"])
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0] == "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_macro_f1,seconds" and len(rows) == 4
