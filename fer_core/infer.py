@@ -91,13 +91,10 @@ class Predictor:
             self.checkpoints.append({k: ckpt.get(k) for k in ("model_name", "config", "epoch", "best_epoch",
                                                               "best_metric", "metrics", "preprocess")})
         self.img_size = int(self.members[0][1]["img_size"])
+        # computed once: a server reports it on every request, and it costs file-system calls
+        self.model_id = self.path.resolve().name if self.path.is_dir() else self.path.stem
         self.classes = CLASSES
 
-    @property
-    def model_id(self) -> str:
-        if not hasattr(self, "_model_id"):  # cached: a server asks on every request, a file system call each
-            self._model_id = self.path.resolve().name if self.path.is_dir() else self.path.stem
-        return self._model_id
 
     def info(self) -> dict[str, Any]:
         """What /v1/model and reports show: classes, metrics (eval.json when present), config, members."""
