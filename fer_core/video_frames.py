@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -264,9 +264,18 @@ class VideoFaces:
     finder: FinderStats
 
 
+class Cancelled(Exception):
+    """Raised by `find_faces_in_video` when its `cancelled` callable says to stop."""
+
+
 def find_faces_in_video(path: str | Path, sample_fps: float = 5.0, detect_every: int = 5,
-                        min_size: int = faces.MIN_SIZE, crop_size: int = 48) -> VideoFaces:
-    """Sample `path` by timestamp, find and track faces, cut 48 px crops. ValueError when undecodable."""
+                        min_size: int = faces.MIN_SIZE, crop_size: int = 48,
+                        cancelled: Callable[[], bool] | None = None) -> VideoFaces:
+    """Sample `path` by timestamp, find and track faces, cut 48 px crops. ValueError when undecodable.
+
+    `cancelled` (optional) is asked before each sampled frame; when it returns True the work stops with
+    `Cancelled` (the caller is gone, so finishing the video would only waste the cores).
+    """
     import time
 
     from fer_core.temporal import Tracker
@@ -280,6 +289,8 @@ def find_faces_in_video(path: str | Path, sample_fps: float = 5.0, detect_every:
     sampled = 0
     clock = time.perf_counter()
     for index, t, image in sample_frames(path, sample_fps, info):
+        if cancelled is not None and cancelled():
+            raise Cancelled(f"cancelled while decoding {path}")
         now = time.perf_counter()
         gray = faces.to_gray(image)
         decode += now - clock + (time.perf_counter() - now)

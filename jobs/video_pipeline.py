@@ -3,7 +3,7 @@
   find faces   (tasks, one per video, in parallel)  decode with timestamp sampling, Haar on key frames
                plus windowed search between them, tracks, 48 px crops
   classify     (an actor pool; on GPU when --gpus-per-worker > 0) all crops of a video in batches
-  write        (tasks) smoothing, deltas, segments, summary, timeline; summary.json last
+  write        (an actor) smoothing, deltas, segments, summary, timeline; summary.json last
 
 Rows are plain (strings, numbers, bytes), so nothing depends on Ray's tensor extension types. A
 video's rows stream through as soon as its decoding ends, so outputs appear while others decode and
@@ -12,11 +12,14 @@ failed with the reason, so one bad file never stops the job.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import time
 import traceback
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -26,6 +29,63 @@ import numpy as np
 DECODE_CPUS = 0.75
 CLASSIFY_CPUS = 0.25
 WRITE_CPUS = 0.25
+
+
+def _process_start(pid: int) -> str | None:
+    """An id of the process `pid` that a later process reusing the pid does not share; None when none runs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (macOS): liveness only
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "alive"
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, start time in clock ticks since boot
+
+
+@functools.cache
+def _this_node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+@dataclass(frozen=True)
+class DriverWatch:
+    """Lets a stage tell that the driver that submitted it is gone, so it stops instead of working on.
+
+    Ray keeps running tasks it has already pushed to a worker after a SIGKILLed driver (measured: a
+    killed `fertune video` went on to finish every queued video). Each stage checks this first, and the
+    decoder before every frame. Only workers on the driver's own node can see its process; elsewhere
+    Ray's job cleanup is what stops them.
+    """
+    node_id: str
+    pid: int
+    started: str | None
+
+    @classmethod
+    def of_this_process(cls) -> "DriverWatch":
+        import ray
+
+        return cls(ray.get_runtime_context().get_node_id(), os.getpid(), _process_start(os.getpid()))
+
+    def gone(self) -> bool:
+        if _this_node_id() != self.node_id:
+            return False
+        return _process_start(self.pid) != self.started
+
+    def check(self) -> None:
+        if self.gone():
+            raise DriverGone(f"the fertune video driver (pid {self.pid}) is gone; stopping")
+
+
+class DriverGone(RuntimeError):
+    """The driver died: a stage must not go on (its outputs would only be redone by the rerun's plan)."""
 
 
 def _pack(**arrays: np.ndarray) -> bytes:
@@ -43,19 +103,23 @@ def _fail(row: dict[str, Any], reason: str) -> dict[str, Any]:
     return {**row, "status": "failed", "reason": reason, "payload": b"", "probs": b""}
 
 
-def find_faces_row(row: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+def find_faces_row(row: dict[str, Any], settings: dict[str, Any], watch: DriverWatch | None = None) -> dict[str, Any]:
     """Stage 1: decode, detect, track and crop one video."""
     import cv2
 
-    from fer_core.video_frames import find_faces_in_video, truncation_note
+    from fer_core.video_frames import Cancelled, find_faces_in_video, truncation_note
 
+    if watch is not None:
+        watch.check()
     cv2.setNumThreads(1)  # parallelism comes from Ray running several videos at once
     start = time.perf_counter()
     row = {**row, "status": "ok", "reason": "", "payload": b"", "probs": b"", "info": "{}", "timings": "{}",
            "frames": 0, "faces": 0}
     try:
         found = find_faces_in_video(row["path"], settings["sample_fps"], settings["detect_every"],
-                                    settings["min_face"])
+                                    settings["min_face"], cancelled=watch.gone if watch is not None else None)
+    except Cancelled as err:
+        raise DriverGone(str(err)) from None
     except ValueError as err:
         return _fail(row, str(err))
     except Exception as err:  # an unexpected decoder error must not stop the other videos
@@ -81,7 +145,7 @@ def find_faces_row(row: dict[str, Any], settings: dict[str, Any]) -> dict[str, A
 class Classifier:
     """Stage 2: an actor holding the model; classifies every crop of a video, --batch-size at a time."""
 
-    def __init__(self, model: str, batch_size: int, device: str):
+    def __init__(self, model: str, batch_size: int, device: str, watch: DriverWatch | None = None):
         import torch
 
         from fer_core.infer import Predictor
@@ -89,8 +153,11 @@ class Classifier:
         if device == "cpu":
             torch.set_num_threads(1)  # the decoders own the cores; classification is the small part
         self.predictor = Predictor(model, device=device, batch_size=batch_size)
+        self.watch = watch
 
     def __call__(self, batch):  # a pandas DataFrame of whole videos
+        if self.watch is not None:
+            self.watch.check()
         probs_col, timings_col = [], []
         for payload, timings in zip(batch["payload"], batch["timings"]):
             if not payload:
@@ -107,10 +174,12 @@ class Classifier:
         return batch
 
 
-def write_row(row: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+def write_row(row: dict[str, Any], settings: dict[str, Any], watch: DriverWatch | None = None) -> dict[str, Any]:
     """Stage 3: temporal features and the four output files; drops the bulky columns."""
     from jobs.video_outputs import frames_table, write_video_outputs
 
+    if watch is not None:
+        watch.check()
     start = time.perf_counter()
     timings = json.loads(row["timings"] or "{}")
     slim = {k: v for k, v in row.items() if k not in ("payload", "probs")}
@@ -138,6 +207,28 @@ def write_row(row: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     return {**slim, "timings": json.dumps(timings)}
 
 
+class Writer:
+    """Stage 3 as an actor: one long-lived process keeps pandas, pyarrow and matplotlib imported.
+
+    As tasks, every write started whichever worker process was free, and Ray retires idle workers
+    within a second, so new ones kept paying those imports (measured: 6 short-lived workers, ~18 CPU
+    seconds of 40 videos' writes went to imports).
+    """
+
+    def __init__(self, settings: dict[str, Any], watch: DriverWatch | None = None):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401  (imported once here, not in the first video's time)
+
+        import jobs.video_outputs  # noqa: F401
+
+        self.settings, self.watch = settings, watch
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        return write_row(row, self.settings, self.watch)
+
+
 def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, gpus_per_worker: float,
         address: str | None, on_result: Callable[[dict[str, Any]], None]) -> dict[str, float]:
     """Run the pipeline over `tasks` (path, name, out_dir, key), calling on_result(row) as each video ends.
@@ -161,23 +252,25 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver prints its own: videos done, frames/s, ETA
         ctx.print_on_execution_start = False
-        # Known: Ray Data's per-operator reservations run one decoder at a time on 2 CPUs (turning them
-        # off gave 1.33x the sequential loop instead of 1.04x, but then a killed driver's workers went on
-        # to finish every queued video; see BENCHMARKS.md). Kept on until a kill also stops the workers.
+        # Ray Data's per-operator reservations would hold CPUs back for the classify and write stages and
+        # so run one decoder at a time on 2 CPUs (1.04x the sequential loop, against 1.33x without them).
+        ctx.op_resource_reservation_enabled = False
+        watch = DriverWatch.of_this_process()
         gpus = float(ray.cluster_resources().get("GPU", 0))
         if gpus_per_worker > 0 and gpus == 0:
             raise RuntimeError(f"--gpus-per-worker {gpus_per_worker} but the Ray cluster has no GPU; "
                                f"drop the flag to classify on CPU")
         on_gpu = gpus_per_worker > 0
         ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-        ds = ds.map(find_faces_row, fn_kwargs={"settings": settings}, num_cpus=DECODE_CPUS)
+        ds = ds.map(find_faces_row, fn_kwargs={"settings": settings, "watch": watch}, num_cpus=DECODE_CPUS)
         pool = (ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(gpus / gpus_per_worker))) if on_gpu
                 else ray.data.ActorPoolStrategy(size=1))
         ds = ds.map_batches(Classifier, fn_constructor_kwargs={"model": settings["model_path"], "batch_size": batch_size,
-                                                               "device": "cuda" if on_gpu else "cpu"},
+                                                               "device": "cuda" if on_gpu else "cpu", "watch": watch},
                             batch_size=1, batch_format="pandas", compute=pool,
                             num_cpus=CLASSIFY_CPUS, num_gpus=gpus_per_worker if on_gpu else None)
-        ds = ds.map(write_row, fn_kwargs={"settings": settings}, num_cpus=WRITE_CPUS)
+        ds = ds.map(Writer, fn_constructor_kwargs={"settings": settings, "watch": watch},
+                    compute=ray.data.ActorPoolStrategy(size=1), num_cpus=WRITE_CPUS)
         # Whole blocks (one video each), no prefetch: each video is reported the moment it is written.
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=0):
             for row in batch.to_dict("records"):
