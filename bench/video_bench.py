@@ -5,7 +5,8 @@
   ray       `fertune video` itself (jobs.video.main): Ray start-up included, timestamp sampling, Haar on key
             frames with windowed search between, an actor classifying whole videos, all outputs written
 Face recall: on the same sampled frames, the share of full-size Haar boxes the job's frames.parquet
-matches with IoU >= 0.5. Where the time goes: worker seconds per step (decode, detect, classify, write).
+matches with IoU >= 0.5. Where the time goes: worker seconds per step (decode, detect, classify, write),
+and the CPU seconds each process used during the job (Ray's workers, its own processes, the driver).
 
   python bench/video_bench.py --model runs/train/exp --copies 20 --out bench/results/video.json
   python bench/video_bench.py --smoke                 # tiny model, 1 copy of one clip, no timing claims
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from proc_cpu import ProcessCPU  # bench/ is on sys.path when run as a script
 from fer_core.faces import detect_faces
 from fer_core.temporal import iou
 
@@ -129,7 +131,8 @@ def main() -> None:
                              detector="haar", detect_every=None, min_face=30, batch_size=64, gpus_per_worker=0.0,
                              address=None)
         start = time.perf_counter()
-        video.main(job_args)
+        with ProcessCPU() as cpu:
+            video.main(job_args)
         ray_seconds = time.perf_counter() - start
         manifest = pd.read_parquet(out / "manifest.parquet")
         hit = wanted = 0
@@ -155,6 +158,7 @@ def main() -> None:
         "face_recall_iou50": round(hit / wanted, 4) if wanted else None, "faces_full_haar": wanted,
         "worker_seconds": {k: round(v, 1) for k, v in steps.items()},
         "statuses": manifest.status.value_counts().to_dict(),
+        "cpu_seconds_by_process": cpu.by_role(),
     }
     print(json.dumps(result, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import os
 import time
 import traceback
@@ -241,13 +242,17 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
     t0 = time.perf_counter()
     started_here = not ray.is_initialized()
     if started_here:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING",
+        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR",
                                   "log_to_driver": False}
         if address:
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=os.cpu_count(), **kwargs)
     startup = time.perf_counter() - t0
+    import ray.data  # configures its loggers on import: set their level after that
+
+    # Ray Data's notices ("progress bars disabled", "execution finished") would break the progress display
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver prints its own: videos done, frames/s, ETA
