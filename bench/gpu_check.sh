@@ -18,9 +18,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: bench/gpu_check.sh --data PARQUET [--smoke]" >&2; exit 2 ;;
   esac
 done
-OUT_DIR="${OUT:-bench/results}/gpu_check"
-mkdir -p "$OUT_DIR"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+source bench/_gpu_env.sh && gpu_env gpu_check
 PY="${PYTHON:-python}"
 
 if [ "$SMOKE" = 1 ]; then

@@ -26,9 +26,7 @@ if [ "$SMOKE" = 1 ]; then
   DATA="${DATA:-demo}"; PROCS=2; MINUTES=2; EPOCHS=1; MODEL=cnn_small
 fi
 [ -n "$DATA" ] || { echo "bench/gpu_search.sh: pass --data path/to/fer2013.parquet (or --smoke)" >&2; exit 2; }
-OUT_DIR="${OUT:-bench/results}/gpu_search"
-mkdir -p "$OUT_DIR"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+source bench/_gpu_env.sh && gpu_env gpu_search
 export DATA SMOKE PROCS MINUTES EPOCHS MODEL OUT_DIR
 # written to a file: worker processes are spawned (CUDA needs it) and re-import the main script by path
 PYFILE="$OUT_DIR/gpu_search_run.py"

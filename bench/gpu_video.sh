@@ -20,9 +20,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: bench/gpu_video.sh --clips DIR --model PATH [--copies N] | --smoke" >&2; exit 2 ;;
   esac
 done
-OUT_DIR="${OUT:-bench/results}/gpu_video"
-mkdir -p "$OUT_DIR"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+source bench/_gpu_env.sh && gpu_env gpu_video
 "${PYTHON:-python}" - "$CLIPS" "$MODEL" "$COPIES" "$SMOKE" "$OUT_DIR" <<'PY'
 import json, os, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
