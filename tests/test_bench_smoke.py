@@ -1,4 +1,4 @@
-"""The prepared GPU script's --smoke mode runs its steps on CPU and writes its table (no timing asserted)."""
+"""The prepared GPU scripts' --smoke modes run their steps on CPU and write their results (no timing asserted)."""
 from __future__ import annotations
 
 import json
@@ -18,3 +18,14 @@ def test_gpu_check_smoke(tmp_path):
     ev = json.loads((tmp_path / "gpu_check" / "eval.json").read_text())
     assert ev["split"] == "test" and 0 <= ev["accuracy"] <= 1 and "accuracy_tta" in ev
     assert "training throughput" in out.stdout and "wall seconds" in out.stdout
+
+
+def test_gpu_search_smoke(tmp_path):
+    out = subprocess.run(["bash", "bench/gpu_search.sh", "--smoke"], cwd=REPO, capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "OUT": str(tmp_path)})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    summary = json.loads((tmp_path / "gpu_search" / "summary.json").read_text())
+    assert summary["smoke"] and summary["trials"] >= 2 and summary["aggregate_train_img_s"] > 0
+    best = summary["best"]
+    assert best["split"] == "test" and 0 <= best["test_accuracy"] <= 1 and best["epochs_done"] == 1
+    assert best["val_macro_f1"] == max(r["val_macro_f1"] for r in summary["results"])
