@@ -60,8 +60,8 @@ def _this_node_id() -> str:
 class DriverWatch:
     """Lets a stage tell that the driver that submitted it is gone, so it stops instead of working on.
 
-    Ray keeps running tasks it has already pushed to a worker after a SIGKILLed driver (measured: a
-    killed `fertune video` went on to finish every queued video). Each stage checks this first, and the
+    Ray keeps running the tasks it has already pushed to a worker after a SIGKILLed driver (measured:
+    outputs of one or two more videos appeared after a kill). Each stage checks this first, and the
     decoder before every frame. Only workers on the driver's own node can see its process; elsewhere
     Ray's job cleanup is what stops them.
     """
@@ -71,7 +71,7 @@ class DriverWatch:
 
     @classmethod
     def of_this_process(cls) -> "DriverWatch":
-        import ray
+        import ray  # not _this_node_id(): a driver may start a second Ray later, a worker's node never changes
 
         return cls(ray.get_runtime_context().get_node_id(), os.getpid(), _process_start(os.getpid()))
 
