@@ -45,7 +45,7 @@ API_KEY_ENV = "FERTUNE_API_KEY"
 # larger ones go to a worker thread so a 20 MP photo's Haar pass does not stall the other requests.
 INLINE_PIXELS = 256 * 256
 # A lone request with this few crops is classified on the event loop (a few ms), not through the batch
-# queue and a worker thread: nothing else is waiting, and the hand-offs cost more than half a millisecond.
+# queue and a worker thread: nothing else is waiting, so those hand-offs would be pure cost.
 INLINE_CROPS = 4
 ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                413: "body_too_large", 415: "unsupported_media_type", 422: "malformed_request",
@@ -270,8 +270,7 @@ class FerServer:
             return [[] for _ in images]
         crops_in = np.concatenate(crops)
         if self._inflight <= 1 and len(crops_in) <= INLINE_CROPS:
-            # A lone small request: nothing to batch with, so skip the batch queue's hand-off (a few
-            # hundred microseconds of the ~3 ms fertune adds to Serve's own time per request).
+            # A lone small request: nothing to batch with (INLINE_CROPS).
             all_probs = self.predictor.predict_crops(crops_in)
             self._count_batch(1, len(all_probs))
         else:
