@@ -3,7 +3,7 @@
   find faces   (tasks, one per video, in parallel)  decode with timestamp sampling, Haar on key frames
                plus windowed search between them, tracks, 48 px crops
   classify     (an actor pool; on GPU when --gpus-per-worker > 0) all crops of a video in batches
-  write        (an actor) smoothing, deltas, segments, summary, timeline; summary.json last
+  write        (an actor pool) smoothing, deltas, segments, summary, timeline; summary.json last
 
 Rows are plain (strings, numbers, bytes), so nothing depends on Ray's tensor extension types. A
 video's rows stream through as soon as its decoding ends, so outputs appear while others decode and
@@ -30,6 +30,9 @@ import numpy as np
 DECODE_CPUS = 0.75
 CLASSIFY_CPUS = 0.25
 WRITE_CPUS = 0.25
+# A CPU classifier or writer keeps up with the decoders of about this many cores (writing a video takes
+# ~0.3 s, finding its faces 2-3 s, on one core).
+CPUS_PER_SERVING_ACTOR = 4
 
 
 def _process_start(pid: int) -> str | None:
@@ -268,14 +271,17 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
         on_gpu = gpus_per_worker > 0
         ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
         ds = ds.map(find_faces_row, fn_kwargs={"settings": settings, "watch": watch}, num_cpus=DECODE_CPUS)
-        pool = (ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(gpus / gpus_per_worker))) if on_gpu
-                else ray.data.ActorPoolStrategy(size=1))
+        # One classifier and one writer suffice on a small machine; on a cluster the pools grow with the
+        # decoders they serve (Ray Data adds actors while their queues build up).
+        cpu_pool_max = max(1, int(ray.cluster_resources().get("CPU", 1) // CPUS_PER_SERVING_ACTOR))
+        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(gpus / gpus_per_worker)) if on_gpu
+                                          else cpu_pool_max)
         ds = ds.map_batches(Classifier, fn_constructor_kwargs={"model": settings["model_path"], "batch_size": batch_size,
                                                                "device": "cuda" if on_gpu else "cpu", "watch": watch},
                             batch_size=1, batch_format="pandas", compute=pool,
                             num_cpus=CLASSIFY_CPUS, num_gpus=gpus_per_worker if on_gpu else None)
         ds = ds.map(Writer, fn_constructor_kwargs={"settings": settings, "watch": watch},
-                    compute=ray.data.ActorPoolStrategy(size=1), num_cpus=WRITE_CPUS)
+                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpu_pool_max), num_cpus=WRITE_CPUS)
         # Whole blocks (one video each), no prefetch: each video is reported the moment it is written.
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=0):
             for row in batch.to_dict("records"):
