@@ -60,16 +60,14 @@ def frames_table(video: str, frame: np.ndarray, t: np.ndarray, face_id: np.ndarr
 def plot_timeline(frames: pd.DataFrame, path: Path, title: str) -> str:
     """timeline.png: smoothed probabilities over time, one panel per face. Returns '' or why it was skipped."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: nothing global to close in a long-lived writer
     except ImportError:
         return "timeline.png not drawn: matplotlib is missing (pip install 'fertune[report]')"
     # The six faces seen most often (one-sample tracks are mostly detector noise), in id order.
     face_ids = sorted(frames["face_id"].value_counts().index[:6])
     height = 0.6 + 1.9 * len(face_ids)  # inches
-    fig, axes = plt.subplots(len(face_ids), 1, figsize=(9, height), squeeze=False, sharex=True)
+    fig = Figure(figsize=(9, height))
+    axes = fig.subplots(len(face_ids), 1, squeeze=False, sharex=True)
     for ax, face_id in zip(axes[:, 0], face_ids):
         g = frames[frames["face_id"] == face_id]
         for c in CLASSES:
@@ -82,7 +80,6 @@ def plot_timeline(frames: pd.DataFrame, path: Path, title: str) -> str:
     # fixed margins in inches (tight_layout measures every text and costs more than the drawing)
     fig.subplots_adjust(left=0.8 / 9, right=1 - 0.2 / 9, top=1 - 0.35 / height, bottom=0.95 / height, hspace=0.12)
     _atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
-    plt.close(fig)
     return ""
 
 

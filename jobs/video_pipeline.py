@@ -220,10 +220,7 @@ class Writer:
     """
 
     def __init__(self, settings: dict[str, Any], watch: DriverWatch | None = None):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot  # noqa: F401  (imported once here, not in the first video's time)
+        import matplotlib.figure  # noqa: F401  (imported once here, not in the first video's time)
 
         import jobs.video_outputs  # noqa: F401
 
