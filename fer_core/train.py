@@ -71,12 +71,15 @@ def inference_mode_for(ckpt: dict[str, Any], model: nn.Module, device: torch.dev
                        precision: str = "auto") -> tuple[bool, bool]:
     """(bf16, channels_last) for scoring a checkpoint: "auto" computes as its training run validated
     (its amp and channels_last settings on this device), so eval, serve and video agree with the
-    epoch that was selected; "fp32" is the exact reference (what ONNX/TorchScript exports compute)."""
+    epoch that was selected; "fp32" is the exact reference, fp32 in NCHW (what ONNX/TorchScript exports
+    compute)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return False, False
     known = {k: v for k, v in (ckpt.get("config") or {}).items() if k in ("amp", "channels_last")}
     cfg = TrainConfig(**known)
-    bf16 = use_bf16(cfg, device) if precision == "auto" else precision == "bf16"
+    bf16 = use_bf16(cfg, device) if precision == "auto" else True
     return bf16, use_channels_last(cfg, model)
 
 

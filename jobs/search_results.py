@@ -244,10 +244,8 @@ def export_ensemble(df: pd.DataFrame, folder: Path, data: Any, top_k: int, space
     selection = "all of the top-k (no validation split to choose on)"
     members = candidates
     if data.val is not None and len(candidates) > 1:
-        val_probs = []
-        for member in candidates:
-            (ens / "members.json").write_text(json.dumps({"members": [member]}))
-            val_probs.append(Predictor(ens, device="cpu").predict_crops(data.val.images))
+        val_probs = [Predictor(ens / member["checkpoint"], device="cpu").predict_crops(data.val.images)
+                     for member in candidates]
         keep = greedy_members(val_probs, np.asarray(data.val.labels), space.metric)
         members = [candidates[i] for i in keep]
         for i, member in enumerate(candidates):

@@ -41,7 +41,7 @@ def load_for_export(model_path: str | Path) -> tuple[ProbabilityModel, dict[str,
     """The wrapped CPU model, its shared preprocessing, and its model id; members must share preprocessing."""
     from fer_core.infer import Predictor
 
-    # fp32 and NCHW: the exported file is the exact reference computation, whatever this machine serves in
+    # fp32 in NCHW: the exported file is the exact reference computation, whatever this machine serves in
     predictor = Predictor(model_path, device="cpu", precision="fp32")
     pres = [pre for _, pre, _ in predictor.members]
     keys = ("img_size", "mean", "std")
@@ -49,8 +49,8 @@ def load_for_export(model_path: str | Path) -> tuple[ProbabilityModel, dict[str,
         raise ValueError(f"ensemble members of {model_path} use different preprocessing "
                          f"({[{k: p[k] for k in keys} for p in pres]}); one exported graph needs one input "
                          f"contract: export the members one by one")
-    wrapped = ProbabilityModel([m.to(memory_format=torch.contiguous_format) for m, _, _ in predictor.members])
-    return wrapped.eval(), dict(pres[0]), predictor.model_id
+    wrapped = ProbabilityModel([m for m, _, _ in predictor.members]).eval()
+    return wrapped, dict(pres[0]), predictor.model_id
 
 
 def contract(pre: dict[str, Any], model_id: str, source: Path, fmt: str) -> dict[str, Any]:
