@@ -36,7 +36,7 @@ def find(path):
     import cv2
     from fer_core.video_frames import find_faces_in_video
     cv2.setNumThreads(1)
-    f = find_faces_in_video(path, 5.0, 5, 30)
+    f = find_faces_in_video(path, 5.0)  # the default finder, as `fertune video` runs it
     return path, f.crops, f.frames_sampled, f.info.duration, f.seconds
 
 

@@ -3,15 +3,13 @@
 Pure OpenCV + numpy (no Ray), so the Ray Data job, the plain sequential baseline and the GPU script
 (which has no Ray) run exactly the same per-frame code.
 
-Speed: the Haar cascade over the whole frame is the cost (decoding is cheap). `FaceFinder` runs the
-full-frame cascade only on key frames (every `detect_every`-th sampled frame, when nothing is
-tracked, and whenever a tracked face is lost) and, in between, searches a window around each
-tracked face restricted to nearby scales, which is several times cheaper and finds the same boxes.
+Speed: the Haar cascade over the whole frame is the cost (decoding is cheap); `fer_core.face_finder`
+runs it only on key frames.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -19,7 +17,8 @@ import cv2
 import numpy as np
 
 from fer_core import faces
-from fer_core.temporal import Box, iou
+from fer_core.face_finder import FaceFinder, FinderStats
+from fer_core.temporal import Box
 
 # Leading bytes of containers OpenCV's FFmpeg backend reads, to tell "truncated or unknown codec" from
 # "not a video at all" when OpenCV cannot open a file.
@@ -94,6 +93,17 @@ class VideoInfo:
     timestamps_from: str = "container"  # or "frame index / fps" when the container gives none
 
 
+def open_capture(path: str | Path) -> cv2.VideoCapture:
+    """A capture that decodes on one thread: parallelism comes from decoding several videos at once, and
+    FFmpeg's own threads cost 20-25 % more CPU per frame (measured on the shared clips). Falls back to
+    OpenCV's choice of backend when FFmpeg cannot open the file."""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    if not cap.isOpened():
+        cap.release()
+        cap = cv2.VideoCapture(str(path))
+    return cap
+
+
 def sample_frames(path: str | Path, sample_fps: float,
                   info: VideoInfo | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield (frame index, t seconds, BGR image) about `sample_fps` times per second of video.
@@ -108,7 +118,7 @@ def sample_frames(path: str | Path, sample_fps: float,
     if sample_fps <= 0:
         raise ValueError(f"sample_fps must be > 0, got {sample_fps}")
     info = info if info is not None else VideoInfo()
-    cap = cv2.VideoCapture(str(path))
+    cap = open_capture(path)
     try:
         if not cap.isOpened():
             raise ValueError(open_failure_reason(path))
@@ -159,98 +169,6 @@ def truncation_note(info: VideoInfo) -> str:
 
 
 @dataclass
-class FinderStats:
-    full: int = 0       # full-frame cascade runs
-    local: int = 0      # windowed searches around tracked faces
-    frames: int = 0
-
-
-@dataclass
-class FaceFinder:
-    """Haar boxes per sampled frame, with full-frame detection only on key frames.
-
-    detect_every: a full-frame cascade every k-th sampled frame (1 = every frame, the slow reference).
-    Between key frames each face seen in the last `memory` sampled frames is searched again in a
-    window of `window_scale` x its size around its last box, over scales `scale_range` of its size
-    (the cascade's own scales, so the boxes match a full-frame pass). A face seen in the previous
-    frame that the window search loses triggers a full-frame pass on the same frame (a cut, a new
-    pose); faces seen a little earlier are searched without that trigger, which catches the cascade's
-    frame-to-frame flicker. While no face is known, the full pass runs every `empty_every`-th frame.
-    """
-    detect_every: int = 5
-    empty_every: int = 1
-    memory: int = 3
-    scale_factor: float = faces.SCALE_FACTOR
-    min_neighbors: int = faces.MIN_NEIGHBORS
-    min_size: int = faces.MIN_SIZE
-    window_scale: float = 2.0
-    scale_range: tuple[float, float] = (0.75, 1.35)
-    stats: FinderStats = field(default_factory=FinderStats)
-    _recent: list[tuple[Box, int]] = field(default_factory=list)  # (last box, sampled frames since seen)
-    _since_full: int = 0
-
-    def full(self, gray: np.ndarray) -> list[Box]:
-        self.stats.full += 1
-        return faces.detect_faces(gray, self.scale_factor, self.min_neighbors, self.min_size)
-
-    def _local(self, gray: np.ndarray, box: Box) -> Box | None:
-        """The cascade in a window around `box`, restricted to nearby scales; the best overlapping hit."""
-        self.stats.local += 1
-        x, y, w, h = box
-        height, width = gray.shape
-        side = max(w, h) * self.window_scale
-        cx, cy = x + w / 2, y + h / 2
-        x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
-        x1, y1 = min(width, int(cx + side / 2)), min(height, int(cy + side / 2))
-        lo = max(self.min_size, int(min(w, h) * self.scale_range[0]))
-        hi = max(lo + 1, int(max(w, h) * self.scale_range[1]))
-        if x1 - x0 < lo or y1 - y0 < lo:
-            return None
-        found = faces._cascade().detectMultiScale(gray[y0:y1, x0:x1], scaleFactor=self.scale_factor,
-                                                 minNeighbors=self.min_neighbors, minSize=(lo, lo),
-                                                 maxSize=(hi, hi))
-        hits = [(int(a) + x0, int(b) + y0, int(c), int(d)) for a, b, c, d in np.asarray(found).reshape(-1, 4)]
-        if not hits:
-            return None
-        best = max(hits, key=lambda b: iou(b, box))
-        return best if iou(best, box) > 0.2 else None
-
-    def __call__(self, image: np.ndarray) -> list[Box]:
-        """Face boxes (x, y, w, h) in this frame (gray or BGR), largest first."""
-        gray = faces.to_gray(image)
-        self.stats.frames += 1
-        every = self.detect_every if self._recent else self.empty_every
-        key = every <= 1 or self._since_full + 1 >= every
-        boxes: list[Box] = []
-        found_from: list[int] = []  # index into _recent of each box found by a window search
-        if not key:
-            for i, (box, age) in enumerate(self._recent):
-                hit = self._local(gray, box)
-                if hit is None:
-                    if age == 0:  # lost since the last frame (a cut, a new pose): look everywhere now
-                        key = True
-                        break
-                    continue
-                if all(iou(hit, b) < 0.5 for b in boxes):
-                    boxes.append(hit)
-                    found_from.append(i)
-        if key:
-            boxes = self.full(gray)
-            self._since_full = 0
-            found_from = [max(range(len(self._recent)), key=lambda i: iou(self._recent[i][0], b), default=-1)
-                          for b in boxes]
-            found_from = [i if i >= 0 and iou(self._recent[i][0], b) > 0.2 else -1 for i, b in zip(found_from, boxes)]
-        else:
-            self._since_full += 1
-        # Remember what was seen now, plus faces missed for fewer than `memory` frames.
-        matched = set(found_from)
-        kept = [(box, age + 1) for i, (box, age) in enumerate(self._recent)
-                if i not in matched and age + 1 < self.memory and all(iou(box, b) < 0.3 for b in boxes)]
-        self._recent = [(b, 0) for b in boxes] + kept
-        return sorted(boxes, key=lambda b: (-b[2] * b[3], b[1], b[0]))
-
-
-@dataclass
 class VideoFaces:
     """Every face found in one video's sampled frames, ready to classify (one row per detection)."""
     frame: np.ndarray            # (N,) source frame index
@@ -268,7 +186,7 @@ class Cancelled(Exception):
     """Raised by `find_faces_in_video` when its `cancelled` callable says to stop."""
 
 
-def find_faces_in_video(path: str | Path, sample_fps: float = 5.0, detect_every: int = 5,
+def find_faces_in_video(path: str | Path, sample_fps: float = 5.0, detect_every: int = FaceFinder.detect_every,
                         min_size: int = faces.MIN_SIZE, crop_size: int = 48,
                         cancelled: Callable[[], bool] | None = None) -> VideoFaces:
     """Sample `path` by timestamp, find and track faces, cut 48 px crops. ValueError when undecodable.
@@ -287,6 +205,13 @@ def find_faces_in_video(path: str | Path, sample_fps: float = 5.0, detect_every:
     crops: list[np.ndarray] = []
     decode = detect = 0.0
     sampled = 0
+
+    def keep(settled) -> None:
+        for (index, t), gray, boxes in settled:
+            for face_id, box in zip(tracker.update(t, boxes), boxes):
+                rows.append((index, t, face_id, box))
+                crops.append(faces.crop_face(gray, box, crop_size))
+
     clock = time.perf_counter()
     for index, t, image in sample_frames(path, sample_fps, info):
         if cancelled is not None and cancelled():
@@ -296,13 +221,13 @@ def find_faces_in_video(path: str | Path, sample_fps: float = 5.0, detect_every:
         decode += now - clock + (time.perf_counter() - now)
         now = time.perf_counter()
         sampled += 1
-        boxes = finder(gray)
-        for face_id, box in zip(tracker.update(t, boxes), boxes):
-            rows.append((index, t, face_id, box))
-            crops.append(faces.crop_face(gray, box, crop_size))
+        keep(finder.push(gray, (index, t)))
         clock = time.perf_counter()
         detect += clock - now
     decode += time.perf_counter() - clock  # the grabs after the last sampled frame
+    now = time.perf_counter()
+    keep(finder.finish())
+    detect += time.perf_counter() - now
     n = len(rows)
     return VideoFaces(
         frame=np.array([r[0] for r in rows], np.int64), t=np.array([r[1] for r in rows], np.float64),

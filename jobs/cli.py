@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=10, help="moving-average window in sampled frames (default 10)")
     p.add_argument("--detector", default="haar", help="haar (full-frame Haar on key frames, tracked between; "
                    "default) or haar-full (full-frame Haar on every sampled frame)")
-    p.add_argument("--detect-every", type=int, help="key-frame interval in sampled frames (default 5 for haar)")
+    p.add_argument("--detect-every", type=int, help="key-frame interval in sampled frames while faces are tracked (haar: 20; haar-full: 1)")
     p.add_argument("--min-face", type=int, default=30, help="smallest face in px (default 30)")
     p.add_argument("--batch-size", type=int, default=64, help="face crops per classification batch (default 64)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per classifier actor (default 0: CPU)")

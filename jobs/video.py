@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from fer_core.face_finder import FaceFinder
 from fer_core.infer import resolve_checkpoints
 from fer_core.video_frames import check_input
 from jobs.video_outputs import _atomic, is_complete
@@ -23,7 +24,7 @@ from jobs.video_outputs import _atomic, is_complete
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
                     ".3gp", ".ogv"}
 LIST_EXTENSIONS = {".txt", ".lst", ".list"}
-DETECTORS = {"haar": 5, "haar-full": 1}  # name -> default key-frame interval (1 = full-frame Haar on every frame)
+DETECTORS = {"haar": FaceFinder.detect_every, "haar-full": 1}  # name -> key-frame interval (1: full Haar on every frame)
 MANIFEST_COLUMNS = ["path", "status", "reason", "frames", "faces", "seconds", "out_dir", "key"]
 
 
@@ -120,19 +121,32 @@ class Manifest:
 
 
 class Progress:
-    """One line per finished video: videos done, sampled frames/s, ETA."""
+    """One line per finished video: videos done, sampled frames/s, ETA.
 
-    def __init__(self, total: int):
-        self.total, self.done, self.frames, self.start = total, 0, 0, time.perf_counter()
+    The ETA weighs videos by file size: the largest go first, so a count of videos would overestimate it.
+    """
+
+    def __init__(self, sizes: dict[str, int]):
+        self.sizes, self.total_bytes = sizes, sum(sizes.values()) or 1
+        self.done, self.done_bytes, self.frames, self.start = 0, 0, 0, time.perf_counter()
 
     def update(self, row: dict[str, Any]) -> None:
         self.done += 1
+        self.done_bytes += self.sizes.get(row["path"], 0)
         self.frames += int(row.get("frames") or 0)
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.done * (self.total - self.done)
+        share = self.done_bytes / self.total_bytes if self.done_bytes else self.done / len(self.sizes)
+        eta = elapsed / share * (1 - share) if share > 0 else float("nan")
         what = row["status"] + (f" ({row['reason']})" if row.get("reason") else "")
-        print(f"[{self.done}/{self.total}] {Path(row['path']).name}: {what} | {self.frames / elapsed:.1f} frames/s, "
-              f"elapsed {elapsed:.0f} s, ETA {eta:.0f} s", flush=True)
+        print(f"[{self.done}/{len(self.sizes)}] {Path(row['path']).name}: {what} | {self.frames / elapsed:.1f} "
+              f"frames/s, elapsed {elapsed:.0f} s, ETA {eta:.0f} s", flush=True)
+
+
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:  # gone since the check: its task reports that
+        return 0
 
 
 def plan(paths: list[str], out: Path, manifest: Manifest, model_sig, settings) -> tuple[list[dict], list[dict]]:
@@ -181,7 +195,10 @@ def main(args) -> int:
         print(f"fertune video: nothing to do; manifest {manifest.path}")
         return 0
 
-    progress = Progress(len(tasks))
+    # Largest files first, so the last minutes are not one long video decoding while the other cores idle.
+    sizes = {task["path"]: _size(task["path"]) for task in tasks}
+    tasks.sort(key=lambda task: sizes[task["path"]], reverse=True)
+    progress = Progress(sizes)
     seconds: dict[str, float] = {}
     frames_total = 0
 

@@ -75,3 +75,23 @@ def test_model_without_a_gradcam_layer_is_refused():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
     with pytest.raises(ValueError, match="gradcam_layer"):
         gradcam(model, np.zeros((1, 48, 48), np.uint8), [0], 0.5, 0.25)
+
+
+def test_hirescam_is_gradcam_at_a_globally_pooled_layer():
+    # Why the default is HiResCAM and still Grad-CAM where Grad-CAM is defined by its paper: when global
+    # average pooling follows the layer (ResNet), every position of a channel gets the same gradient, so
+    # keeping it per position changes nothing. cnn_small flattens instead, and there the two differ.
+    from fer_core.models import create_model
+
+    torch.manual_seed(0)
+    images = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    resnet = create_model("resnet18").eval()
+    layer = resnet.gradcam_layer()
+    maps = {m: gradcam(resnet, images, [0, 3, 6], 0.5, 0.25, layer=layer, method=m) for m in ("gradcam", "hirescam")}
+    assert maps["hirescam"].sum() > 0
+    np.testing.assert_allclose(maps["hirescam"], maps["gradcam"], atol=1e-6)
+    model, pre = _model()
+    faces, labels, _ = make_faces(3, seed=1)
+    flat = {m: gradcam(model, faces, labels, pre["mean"], pre["std"], layer=model.gradcam_layer(), method=m)
+            for m in ("gradcam", "hirescam")}
+    assert np.abs(flat["hirescam"] - flat["gradcam"]).max() > 1e-3

@@ -9,7 +9,8 @@ import pytest
 from fer_core import temporal
 from fer_core.labels import CLASSES
 from fer_core.synthetic_scenes import make_scene_video
-from fer_core.video_frames import FaceFinder, VideoInfo, check_input, container_kind, sample_frames
+from fer_core.face_finder import FaceFinder
+from fer_core.video_frames import VideoInfo, check_input, container_kind, sample_frames
 
 
 def test_iou_and_tracker_keeps_ids_through_motion_and_gaps():
@@ -95,6 +96,33 @@ def test_input_checks(tmp_path):
     assert container_kind(tmp_path / "v.mp4") == "mp4/mov"
 
 
+def _face_enters_at(frame: int, count: int) -> tuple[list[np.ndarray], tuple]:
+    """`count` frames: face A on the left throughout, face B on the right from `frame` on; B's Haar box."""
+    from fer_core.faces import detect_faces
+    from fer_core.synthetic_scenes import render_scene
+
+    rng = np.random.default_rng(3)
+    left, _ = render_scene([(3, 90)], rng, 200, 240, background="plain")
+    right, _ = render_scene([(4, 90)], rng, 200, 240, background="plain")
+    empty = np.full_like(right, right[0, 0])
+    frames = [np.clip(np.hstack([left, right if i >= frame else empty]).astype(np.int16)
+                      + rng.integers(-2, 3, (240, 400, 3)), 0, 255).astype(np.uint8) for i in range(count)]
+    b_box = [b for b in detect_faces(frames[-1]) if b[0] >= 200]
+    assert len(b_box) == 1 and len(detect_faces(frames[0])) == 1  # the cascade sees A always, B once shown
+    return frames, b_box[0]
+
+
+@pytest.mark.parametrize("count", [11, 8])  # B found by the key frame at 10; by the closing pass on frame 7
+def test_face_finder_backfills_a_face_that_appears_between_key_frames(count):
+    frames, b_box = _face_enters_at(4, count)
+    finder = FaceFinder(detect_every=10)
+    found = finder.find_all(frames)
+    with_b = [any(temporal.iou(b, b_box) >= 0.5 for b in boxes) for boxes in found]
+    assert with_b == [False] * 4 + [True] * (count - 4)
+    assert all(len(boxes) == 1 + has_b for boxes, has_b in zip(found, with_b))  # A in every frame
+    assert finder.stats.full == 2  # frame 0, and frame 10 or the closing pass: the rest were window searches
+
+
 def test_face_finder_finds_what_full_frame_haar_finds(tmp_path):
     from fer_core.faces import detect_faces
 
@@ -102,7 +130,7 @@ def test_face_finder_finds_what_full_frame_haar_finds(tmp_path):
     make_scene_video(path, [(3, 3.0), (6, 3.0)], fps=10, size=(320, 240), face_px=90)
     frames = [image for _, _, image in sample_frames(path, 5)]
     finder = FaceFinder(detect_every=5)
-    found = [finder(image) for image in frames]
+    found = finder.find_all(frames)
     reference = [detect_faces(image) for image in frames]
     wanted = sum(len(r) for r in reference)
     hits = sum(any(temporal.iou(a, b) >= 0.5 for b in got) for ref, got in zip(reference, found) for a in ref)
