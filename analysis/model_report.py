@@ -150,5 +150,6 @@ def _gradcam_grid(page: Page, out: Path, anchor: str, title: str, ev: Evaluation
                      f"{CLASSES[pred[i]]} {ev.probs[i].max():.2f}") for i in idx]
         rows.append((name, cells(right), cells(wrong)))
     page.heading("Grad-CAM")
-    page.figure(plots.gradcam_grid(rows, out / f"{anchor}_gradcam.png", f"{title}: Grad-CAM on {ev.split} images",
-                                   GRADCAM_PER_SIDE), "Grad-CAM per class (rows: true class)")
+    grid_title = f"{title}: Grad-CAM (HiResCAM) on {ev.split} images"
+    page.figure(plots.gradcam_grid(rows, out / f"{anchor}_gradcam.png", grid_title, GRADCAM_PER_SIDE),
+                "Grad-CAM per class (rows: true class)")
