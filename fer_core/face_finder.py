@@ -48,7 +48,8 @@ class FaceFinder:
 
     Key frames: the first and last frame; every `detect_every`-th sampled frame while faces are
     tracked, every `empty_every`-th while none is; and a frame where a face found in at least
-    `lost_min_hits` frames, and in the previous one, is lost (a cut, a turn of the head).
+    `lost_min_hits` frames, and in the previous one, is lost (a cut, a turn of the head); and before the
+    frames held for backfill would exceed `max_held_bytes`.
     Between key frames each face seen in the last `memory` sampled frames is searched in a window of
     `window_scale` x its size around its last box, over scales `scale_range` of its size.
     A face the key frame finds that the frames before it lack is searched backwards through them until
@@ -59,6 +60,7 @@ class FaceFinder:
     memory: int = 3
     lost_min_hits: int = 2
     backfill_gap: int = 3
+    max_held_bytes: int = 64 << 20  # a key frame comes early rather than hold more (20 4K frames are 160 MB)
     scale_factor: float = faces.SCALE_FACTOR
     min_neighbors: int = faces.MIN_NEIGHBORS
     min_size: int = faces.MIN_SIZE
@@ -106,7 +108,8 @@ class FaceFinder:
         gray = faces.to_gray(image)
         self.stats.frames += 1
         every = self.detect_every if self._seen else self.empty_every
-        key = self._since_key is None or self._since_key + 1 >= every
+        held = sum(h.gray.nbytes for h in self._held) + gray.nbytes
+        key = self._since_key is None or self._since_key + 1 >= every or held > self.max_held_bytes
         boxes: list[Box] = []
         found_from: list[int] = []  # index into _seen of each box, -1 for a new face
         if not key:

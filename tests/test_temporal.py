@@ -123,6 +123,14 @@ def test_face_finder_backfills_a_face_that_appears_between_key_frames(count):
     assert finder.stats.full == 2  # frame 0, and frame 10 or the closing pass: the rest were window searches
 
 
+def test_face_finder_holds_at_most_max_held_bytes_of_frames():
+    frames, _ = _face_enters_at(4, 11)
+    finder = FaceFinder(detect_every=10, max_held_bytes=3 * frames[0][..., 0].nbytes)
+    settled = [len(finder.push(frame)) for frame in frames]
+    assert settled == [1, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0]  # 3 frames held at most: the 4th is a key frame
+    assert len(finder.finish()) == 2 and finder.stats.full == 4
+
+
 def test_face_finder_finds_what_full_frame_haar_finds(tmp_path):
     from fer_core.faces import detect_faces
 
