@@ -173,6 +173,8 @@ class FaceFinder:
                     if misses >= self.backfill_gap:
                         break
                     continue
+                if any(iou(hit, b) > 0.3 for b in held.boxes):
+                    break  # the face there is one already found (the anchor had drifted off it)
                 held.boxes.append(hit)
                 anchor, misses = hit, 0
 
