@@ -180,4 +180,4 @@ class FaceFinder:
 
     def _settle(self) -> list[tuple[Any, np.ndarray, list[Box]]]:
         done, self._held = self._held, []
-        return [(h.item, h.gray, sorted(h.boxes, key=lambda b: (-b[2] * b[3], b[1], b[0]))) for h in done]
+        return [(h.item, h.gray, faces.largest_first(h.boxes)) for h in done]

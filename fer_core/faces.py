@@ -69,7 +69,11 @@ def detect_faces(image: np.ndarray, scale_factor: float = SCALE_FACTOR, min_neig
     """Haar frontal-face boxes (x, y, w, h) in `image` (gray or BGR/BGRA uint8), largest first."""
     found = _cascade().detectMultiScale(to_gray(image), scaleFactor=scale_factor, minNeighbors=min_neighbors,
                                         minSize=(min_size, min_size))
-    boxes = [tuple(int(v) for v in box) for box in np.asarray(found).reshape(-1, 4)]
+    return largest_first([tuple(int(v) for v in box) for box in np.asarray(found).reshape(-1, 4)])
+
+
+def largest_first(boxes: list[Box]) -> list[Box]:
+    """Boxes by area, largest first; ties top to bottom, then left to right (a stable, readable order)."""
     return sorted(boxes, key=lambda b: (-b[2] * b[3], b[1], b[0]))
 
 
