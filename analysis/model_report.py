@@ -1,42 +1,34 @@
 """The report section for one model (a train run, a search's best/ or ensemble/): how it does on test.
 
 Confusion matrix, per-class precision/recall/F1, a reliability diagram with ECE, the test images it got
-most confidently wrong and, for a single network, Grad-CAM grids per class. Predictions come from
-`fer_core.infer.Predictor` on the test split (val when the data has none) of the data the run names.
+most confidently wrong and, for a single network, Grad-CAM grids per class. The numbers come from
+`fer_core.evaluate.evaluate` on the test split (val when the data has none) of the data the run names.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from analysis import plots
 from analysis.html import Page
+from fer_core import runs
+from fer_core.evaluate import Evaluation, evaluate
 from fer_core.labels import CLASSES
 
 GRADCAM_PER_SIDE = 4   # right and wrong examples per class in the Grad-CAM grid
 MOST_CONFUSED = 24     # misclassified test images shown, most confident first
 
 
-@dataclass
-class Evaluation:
-    probs: np.ndarray       # (N, 7) predicted probabilities on the split
-    labels: np.ndarray      # (N,) true classes
-    images: np.ndarray      # (N, S, S) uint8 faces
-    split: str              # "test" or "val"
-    report: dict            # fer_core.metrics.classification_report
-
-
 def find_data_arg(folder: Path, override: str | None) -> str | None:
     """The data a run was trained on: --data, else data.json in the folder or a parent's search.yaml."""
     if override:
         return override
-    for candidate in (folder / "data.json", folder.parent / "best" / "data.json"):
-        if candidate.is_file():
-            return json.loads(candidate.read_text()).get("data")
-    search_yaml = folder.parent / "search.yaml"
+    for run in (folder, folder.parent / runs.BEST_DIR):
+        saved = runs.read_data_json(run)
+        if saved:
+            return saved.get("data")
+    search_yaml = folder.parent / runs.SEARCH
     if search_yaml.is_file():
         import yaml
 
@@ -45,26 +37,15 @@ def find_data_arg(folder: Path, override: str | None) -> str | None:
 
 
 def load_eval_data(data_arg: str | None, cache: dict):
-    """fer_core.data.load_data, once per data argument per report (a search report uses it twice)."""
+    """The split a report scores (test, else val), loaded once per data argument per report (a search
+    report uses it twice); the training images are never decoded."""
     if data_arg is None:
         return None
     if data_arg not in cache:
-        from fer_core.data import load_data
+        from fer_core.data import load_scored
 
-        cache[data_arg] = load_data(data_arg)
+        cache[data_arg] = load_scored(data_arg)
     return cache[data_arg]
-
-
-def evaluate_model(model_path: Path, data, device: str = "cpu") -> tuple[Evaluation, object]:
-    """Predict the test split (val without one) and score it."""
-    from fer_core.infer import Predictor
-    from fer_core.metrics import classification_report
-
-    predictor = Predictor(model_path, device=device)
-    split, name = (data.test, "test") if data.test is not None else (data.val, "val")
-    probs = predictor.predict_crops(split.images)
-    report = classification_report(probs, np.asarray(split.labels), name)
-    return Evaluation(probs, np.asarray(split.labels), split.images, name, report), predictor
 
 
 def model_section(page: Page, out: Path, model_path: Path, data, anchor: str, title: str,
@@ -74,16 +55,16 @@ def model_section(page: Page, out: Path, model_path: Path, data, anchor: str, ti
     if data is None:
         page.note("No data to evaluate on: the folder has no data.json; pass `fertune report FOLDER --data PATH`. "
                   "Showing the saved eval.json only.")
-        saved = model_path / "eval.json"
-        if saved.is_file():
-            report = json.loads(saved.read_text())
+        report = runs.read_json(model_path / runs.EVAL)
+        if report is not None:
             page.figure(plots.confusion(np.array(report["confusion"]), CLASSES, out / f"{anchor}_confusion.png",
                                         f"{title}: confusion ({report['split']})"), "confusion matrix")
             page.figure(plots.per_class_bars(report["per_class"], out / f"{anchor}_per_class.png",
                                              f"{title}: per class"), "per-class precision, recall, F1")
             return report
         return None
-    ev, predictor = evaluate_model(model_path, data)
+    ev = evaluate(model_path, data, device="cpu")
+    predictor = ev.predictor
     r = ev.report
     page.kpis({f"{ev.split} accuracy": f"{r['accuracy']:.2%}", "macro-F1": f"{r['macro_f1']:.4f}",
                "ECE": f"{r['ece']:.4f}", "images": str(r["n"]),
@@ -124,7 +105,8 @@ def _confused(page: Page, out: Path, anchor: str, title: str, ev: Evaluation) ->
 def _gradcam_grid(page: Page, out: Path, anchor: str, title: str, ev: Evaluation, predictor) -> None:
     from analysis.gradcam import gradcam, overlay
 
-    model, pre, _ = predictor.members[0]
+    member = predictor.members[0]
+    model, pre = member.network, member.preprocess
     if not hasattr(model, "gradcam_layer"):
         page.note(f"{type(model).__name__} has no gradcam_layer(): no Grad-CAM.")
         return
@@ -139,7 +121,7 @@ def _gradcam_grid(page: Page, out: Path, anchor: str, title: str, ev: Evaluation
         return
     images = ev.images[chosen]
     if images.shape[1] != predictor.img_size:
-        from fer_core.data_formats import resize_square
+        from fer_core.images import resize_square
 
         images = np.stack([resize_square(im, predictor.img_size) for im in images])
     heat = gradcam(model, images, pred[chosen], pre["mean"], pre["std"])

@@ -16,25 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from analysis.html import Page
+from fer_core import runs
 
 
 def kind_of(folder: Path) -> str:
     """'train', 'search' or 'video'; raises FileNotFoundError naming what each kind needs."""
-    from analysis.search_report import is_search_folder
-    from analysis.video_report import is_video_folder
-
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass a train run (runs/train/NAME), a search "
                                 "(runs/search/NAME) or a `fertune video --out` folder")
-    if is_video_folder(folder):
+    if runs.is_video_folder(folder):
         return "video"
-    if is_search_folder(folder):
+    if runs.is_search_folder(folder):
         return "search"
-    if (folder / "config.yaml").is_file() and (folder / "metrics.csv").is_file() and (folder / "weights").is_dir():
+    if runs.is_train_run(folder):
         return "train"
-    raise FileNotFoundError(f"{folder} is not a report source: expected a train run (config.yaml, metrics.csv, "
-                            "weights/), a search (results.parquet, best/, ensemble/) or a video output "
-                            "(manifest.parquet)")
+    raise FileNotFoundError(f"{folder} is not a report source: expected a train run ({runs.CONFIG}, {runs.METRICS}, "
+                            f"{runs.WEIGHTS}/), a search ({runs.RESULTS}, {runs.BEST_DIR}/, {runs.ENSEMBLE_DIR}/) or "
+                            f"a video output ({runs.MANIFEST})")
 
 
 def build_train(folder: Path, out: Path, page: Page, data_override: str | None) -> None:
@@ -45,7 +43,7 @@ def build_train(folder: Path, out: Path, page: Page, data_override: str | None) 
 
     page.subtitle = f"train run {folder.resolve()}"
     page.section("training", "Training")
-    history = pd.read_csv(folder / "metrics.csv")
+    history = pd.DataFrame(runs.read_metrics(folder))
     if len(history):
         last = history.iloc[-1]
         best = history.loc[history["val_macro_f1"].idxmax()] if "val_macro_f1" in history else last
@@ -55,27 +53,28 @@ def build_train(folder: Path, out: Path, page: Page, data_override: str | None) 
         page.figure(plots.training_curves(history, out / "training_curves.png", folder.name), "training curves")
         page.table(history.round(4))
     else:
-        page.note("metrics.csv has no epochs yet.")
-    config = folder / "config.yaml"
+        page.note(f"{runs.METRICS} has no epochs yet.")
+    config = folder / runs.CONFIG
     if config.is_file():
         import yaml
 
         values = yaml.safe_load(config.read_text()) or {}
-        page.heading("Settings (config.yaml)")
+        page.heading(f"Settings ({runs.CONFIG})")
         page.table([{"key": k, "value": str(v)} for k, v in values.items()])
-    if not (folder / "weights" / "best.pt").is_file():
+    best_pt = runs.weights(folder)
+    if not best_pt.is_file():
         page.section("model", "Model")
-        page.note("No weights/best.pt yet: the model section appears once an epoch has finished.")
+        page.note(f"No {best_pt.relative_to(folder)} yet: the model section appears once an epoch has finished.")
         return
     data = load_eval_data(find_data_arg(folder, data_override), {})
-    model_section(page, out, folder, data, "model", "weights/best.pt", with_gradcam=True)
+    model_section(page, out, folder, data, "model", str(best_pt.relative_to(folder)), with_gradcam=True)
 
 
 def make_report(folder: str | Path, data: str | None = None, out: str | Path | None = None) -> Path:
     """Write the report of `folder` into out (default folder/report/); returns the index.html path."""
     folder = Path(folder).expanduser()
     kind = kind_of(folder)
-    out = Path(out) if out else folder / "report"
+    out = Path(out) if out else folder / runs.REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):  # figures of an earlier report that this one may not redraw
         old.unlink()

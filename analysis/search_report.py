@@ -18,20 +18,17 @@ import pandas as pd
 from analysis import plots
 from analysis.html import Page
 from analysis.model_report import find_data_arg, load_eval_data, model_section
+from fer_core import runs
+from fer_core.runs import STATUS_DONE, objective_column
 
 TOP_CURVES = 5  # learning curves drawn for the best trials
-STATUS_DONE = ("TERMINATED", "STOPPED_EARLY")
-
-
-def is_search_folder(folder: Path) -> bool:
-    return (folder / "results.parquet").is_file() or (folder / "search.yaml").is_file()
 
 
 # ------------------------------------------------------------------------------------------- reading
 def read_search_yaml(folder: Path) -> dict[str, Any]:
     import yaml
 
-    path = folder / "search.yaml"
+    path = folder / runs.SEARCH
     if not path.is_file():
         return {}
     return yaml.safe_load(path.read_text()) or {}
@@ -46,10 +43,6 @@ def objectives(saved: dict[str, Any], df: pd.DataFrame) -> tuple[list[str], list
     metrics = list(metric) if isinstance(metric, (list, tuple)) else [metric]
     modes = list(mode) if isinstance(mode, (list, tuple)) else [mode or "max"] * len(metrics)
     return metrics, modes
-
-
-def objective_column(metric: str) -> str:
-    return "latency_ms" if metric == "latency_ms" else f"best_{metric}"
 
 
 def searched_params(saved: dict[str, Any], df: pd.DataFrame) -> dict[str, tuple[str, list]]:
@@ -78,24 +71,20 @@ def trials_from_storage(folder: Path, saved: dict[str, Any], metric: str) -> pd.
     if not storage or "://" in str(storage):
         return pd.DataFrame()
     rows = []
-    for result in sorted(Path(storage, name).glob("*/result.json")):
+    for result in sorted(Path(storage, name).glob(f"*/{runs.TUNE_RESULT}")):
         lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
         if not lines:
             continue
-        h = pd.DataFrame(lines)
-        params = json.loads((result.parent / "params.json").read_text()) if (result.parent / "params.json").is_file() else {}
+        params = runs.read_json(result.parent / runs.TUNE_PARAMS, {})
         last = lines[-1]
         trial_id = str(last.get("trial_id", result.parent.name))
         planned = int(last.get("epochs_planned", last.get("epoch", 0)))
         row = {"trial_id": trial_id, "trial": int(last.get("trial_index", len(rows))),
-               "status": "TERMINATED" if int(last.get("epoch", 0)) >= planned else "RUNNING",
+               "status": runs.TERMINATED if int(last.get("epoch", 0)) >= planned else runs.RUNNING,
                "epochs": int(last.get("epoch", 0)), "train_seconds": float(last.get("train_seconds", np.nan))}
         row.update({f"config/{k}": v for k, v in params.items()})
-        for m in ("val_acc", "val_macro_f1", "val_loss"):
-            if m in h:
-                row[f"best_{m}"] = float(h[m].min() if m == "val_loss" else h[m].max())
-                row[f"last_{m}"] = float(h[m].iloc[-1])
-        ckpts = sorted(result.parent.glob("checkpoint_*/best.pt"))
+        row.update(runs.metric_summary(lines))
+        ckpts = sorted(result.parent.glob(f"checkpoint_*/{runs.BEST}"))
         row["checkpoint"] = str(ckpts[-1]) if ckpts else None
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -111,10 +100,9 @@ def trial_history(row: pd.Series) -> pd.DataFrame | None:
     ckpt = row.get("checkpoint")
     if not isinstance(ckpt, str) or "://" in ckpt:
         return None
-    path = Path(ckpt).parent / "metrics.csv"
-    if not path.is_file():
+    h = pd.DataFrame(runs.read_metrics(Path(ckpt).parent))
+    if h.empty:
         return None
-    h = pd.read_csv(path)
     return h.drop_duplicates(subset="epoch", keep="last").sort_values("epoch") if "epoch" in h else None
 
 
@@ -167,9 +155,9 @@ def param_importances(df: pd.DataFrame, params: dict[str, tuple[str, list]], sco
 # ----------------------------------------------------------------------------------------------- build
 def build(folder: Path, out: Path, page: Page, data_override: str | None) -> None:
     saved = read_search_yaml(folder)
-    live = not (folder / "results.parquet").is_file()
+    live = not (folder / runs.RESULTS).is_file()
     metrics_, modes = objectives(saved, pd.DataFrame())
-    df = trials_from_storage(folder, saved, metrics_[0]) if live else pd.read_parquet(folder / "results.parquet")
+    df = trials_from_storage(folder, saved, metrics_[0]) if live else pd.read_parquet(folder / runs.RESULTS)
     metrics_, modes = objectives(saved, df)
     if live and df.empty:
         raise FileNotFoundError(f"{folder} has no results.parquet and no trial has reported yet; "
@@ -186,14 +174,15 @@ def build(folder: Path, out: Path, page: Page, data_override: str | None) -> Non
     if len(metrics_) == 2:
         _pareto(page, out, df, metrics_)
     cache: dict = {}
-    data = load_eval_data(find_data_arg(folder / "best", data_override), cache) if (folder / "best").is_dir() else None
-    if (folder / "best").is_dir():
-        model_section(page, out, folder / "best", data, "best", "best/ (the chosen trial)", with_gradcam=True)
-    if (folder / "ensemble" / "members.json").is_file():
-        data = data or load_eval_data(find_data_arg(folder / "ensemble", data_override), cache)
-        members = json.loads((folder / "ensemble" / "members.json").read_text()).get("members", [])
-        model_section(page, out, folder / "ensemble", data, "ensemble",
-                      f"ensemble/ (mean of {len(members)} trials' probabilities)", with_gradcam=False)
+    best, ensemble = folder / runs.BEST_DIR, folder / runs.ENSEMBLE_DIR
+    data = load_eval_data(find_data_arg(best, data_override), cache) if best.is_dir() else None
+    if best.is_dir():
+        model_section(page, out, best, data, "best", f"{best.name}/ (the chosen trial)", with_gradcam=True)
+    if (ensemble / runs.MEMBERS).is_file():
+        data = data or load_eval_data(find_data_arg(ensemble, data_override), cache)
+        members = runs.read_json(ensemble / runs.MEMBERS).get("members", [])
+        model_section(page, out, ensemble, data, "ensemble",
+                      f"{ensemble.name}/ (mean of {len(members)} trials' probabilities)", with_gradcam=False)
 
 
 def _leaderboard(page: Page, df: pd.DataFrame, metrics_: list[str], params: dict, live: bool) -> None:
@@ -237,12 +226,12 @@ def _importance(page: Page, out: Path, df: pd.DataFrame, params: dict, score: st
 
 def _curves(page: Page, out: Path, df: pd.DataFrame, metric: str) -> None:
     page.section("curves", "Learning curves")
-    ranked = df[df["status"].isin(STATUS_DONE + ("RUNNING",))] if "status" in df else df
+    ranked = df[df["status"].isin(STATUS_DONE + (runs.RUNNING,))] if "status" in df else df
     top = {f"trial {r['trial']}": h for _, r in ranked.head(TOP_CURVES).iterrows()
            if (h := trial_history(r)) is not None}
     page.figure(plots.curves_by_trial(top, metric, out / "curves_top.png", f"top {TOP_CURVES} trials: {metric}"),
                 "learning curves of the top trials")
-    stopped = df[df["status"] == "STOPPED_EARLY"] if "status" in df else df.iloc[:0]
+    stopped = df[df["status"] == runs.STOPPED_EARLY] if "status" in df else df.iloc[:0]
     curves = {f"trial {r['trial']} (stopped at {r['epochs']})": h for _, r in stopped.iterrows()
               if (h := trial_history(r)) is not None}
     if len(stopped):

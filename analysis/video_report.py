@@ -7,20 +7,16 @@ agree with the strips drawn.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from analysis import plots
 from analysis.html import Page
+from fer_core import runs
 from fer_core.labels import CLASSES
 
 MAX_VIDEOS = 40  # per-video figures drawn; the archive summary still counts every video
-
-
-def is_video_folder(folder: Path) -> bool:
-    return (folder / "manifest.parquet").is_file()
 
 
 def video_dir(folder: Path, out_dir: object) -> Path | None:
@@ -44,12 +40,12 @@ def time_shares(segments: pd.DataFrame) -> pd.Series:
 
 
 def build(folder: Path, out: Path, page: Page) -> None:
-    manifest = pd.read_parquet(folder / "manifest.parquet")
+    manifest = pd.read_parquet(folder / runs.MANIFEST)
     page.subtitle = f"video output {folder.resolve()}"
     videos = []  # (name, dir, row)
     for _, row in manifest.iterrows():
         d = video_dir(folder, row.get("out_dir")) if row.get("status") in ("ok", "skipped") else None
-        if d is not None and (d / "segments.csv").is_file():
+        if d is not None and (d / runs.SEGMENTS).is_file():
             videos.append((Path(str(row["path"])).name, d, row))
 
     page.section("archive", "Archive summary")
@@ -65,7 +61,7 @@ def build(folder: Path, out: Path, page: Page) -> None:
         page.note(f"{len(failed)} input(s) failed; their reasons are in the table above.")
     shares, all_segments = {}, []
     for name, d, _ in videos:
-        seg = pd.read_csv(d / "segments.csv")
+        seg = pd.read_csv(d / runs.SEGMENTS)
         shares[name] = time_shares(seg)
         all_segments.append(seg)
     if shares:
@@ -80,12 +76,12 @@ def build(folder: Path, out: Path, page: Page) -> None:
     page.section("videos", "Per video")
     for k, (name, d, row) in enumerate(videos[:MAX_VIDEOS]):
         page.heading(name)
-        summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").is_file() else {}
+        summary = runs.read_json(d / runs.SUMMARY, {})
         scalars = {key: v for key, v in summary.items() if isinstance(v, (int, float, str))}
         if scalars:
             page.kpis({key: (f"{v:.4g}" if isinstance(v, float) else str(v)) for key, v in scalars.items()})
-        seg = pd.read_csv(d / "segments.csv")
-        frames = pd.read_parquet(d / "frames.parquet") if (d / "frames.parquet").is_file() else pd.DataFrame()
+        seg = pd.read_csv(d / runs.SEGMENTS)
+        frames = pd.read_parquet(d / runs.FRAMES) if (d / runs.FRAMES).is_file() else pd.DataFrame()
         duration = float(summary.get("duration", frames["t"].max() if len(frames) else 0.0) or 0.0)
         if len(frames):
             page.figure(plots.emotion_timeline(frames, CLASSES, out / f"video{k}_timeline.png",
@@ -98,4 +94,4 @@ def build(folder: Path, out: Path, page: Page) -> None:
     if len(videos) > MAX_VIDEOS:
         page.note(f"Figures for the first {MAX_VIDEOS} of {len(videos)} videos; the archive summary covers all.")
     if not videos:
-        page.note("No video has frames.parquet/segments.csv to draw.")
+        page.note(f"No video has {runs.FRAMES}/{runs.SEGMENTS} to draw.")

@@ -60,7 +60,8 @@ def worker(rank, todo, done, t_start):
     import torch
     from fer_core.config import resolve
     from fer_core.data import load_data
-    from fer_core.train import fit, final_evaluation
+    from fer_core.evaluate import evaluate
+    from fer_core.train import fit
 
     data = load_data(DATA, seed=0)
     while time.time() - t_start < DEADLINE_S:
@@ -85,10 +86,10 @@ def worker(rank, todo, done, t_start):
         except TimeoutError:
             epochs = -1
         seconds = time.time() - t0
-        ev = final_evaluation(run_dir / "weights" / "best.pt", data, tta=True, device=cfg.device)
+        ev = evaluate(run_dir, data, tta=True, device=cfg.device).report
         from fer_core.checkpoint import load_checkpoint
 
-        val = load_checkpoint(run_dir / "weights" / "best.pt")["best_metric"]  # chosen on validation
+        val = load_checkpoint(ev["checkpoint"])["best_metric"]  # chosen on validation
         done.put({"trial": index, "proc": rank, "config": overrides, "epochs_done": epochs,
                   "train_images": stop["images"], "seconds": seconds, cfg.metric: val, "test_accuracy": ev["accuracy"],
                   "test_accuracy_tta": ev.get("accuracy_tta"), "split": ev["split"], "n": ev["n"]})

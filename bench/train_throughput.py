@@ -27,8 +27,9 @@ import torch
 from fer_core import config
 from fer_core.augment import BatchAugment
 from fer_core.losses import make_loss
-from fer_core.train import (build_model, build_optimizer, predict_probs, resolve_device, train_one_epoch, use_bf16,
-                            use_channels_last)
+from fer_core.device import resolve_device, use_bf16, use_channels_last
+from fer_core.infer import predict_probs
+from fer_core.train import build_model, build_optimizer, train_one_epoch
 
 
 def _sync(device: torch.device) -> None:

@@ -29,15 +29,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def rng_state() -> dict[str, Any]:
     """torch CPU/CUDA states as uint8 tensors; numpy and Python states as plain lists."""
     np_state = np.random.get_state()

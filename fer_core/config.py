@@ -1,7 +1,8 @@
-"""TrainConfig: the one source of training defaults (the seed ResNet-18 recipe), model presets and overrides.
+"""TrainConfig: the one source of training defaults (the seed ResNet-18 recipe), and how overrides apply.
 
-Order of precedence, lowest first: these defaults, the chosen model's preset, `--config FILE.yaml`,
-then each `--set key=value`. Every run writes the resolved result to its `config.yaml`.
+Order of precedence, lowest first: these defaults, the chosen model's preset (registered with the model,
+`fer_core.models.model_preset`), `--config FILE.yaml`, then each `--set key=value`. Every run writes the
+resolved result to its `config.yaml`.
 """
 from __future__ import annotations
 
@@ -65,15 +66,6 @@ class TrainConfig:
     train_subset: int = 0              # (int) use only this many training images (stratified); 0 = all
     eval_batch_size: int = 512         # (int) batch size for validation and test passes
 
-
-# Model presets: values that differ from the seed defaults for a model family. cnn_small's preset is
-# sized for 2 CPU cores: about 30 minutes for FER2013 including evaluation (see BENCHMARKS.md).
-MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    "resnet18": {},
-    "cnn_small": {"epochs": 28, "batch_size": 64, "lr": 2e-3, "lr_min": 1e-5, "optimizer": "adamw",
-                  "weight_decay": 0.05, "scheduler": "onecycle", "warmup_epochs": 0.5, "class_weighting": "none"},
-    "vit": {"lr": 3e-4, "optimizer": "adamw", "weight_decay": 0.05, "warmup_epochs": 2.0, "head_width": 0},
-}
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -224,10 +216,9 @@ def resolve(overrides: dict[str, Any] | None = None, config_file: str | Path | N
     model = TrainConfig.model
     for layer in layers:
         model = layer.get("model", model)
-    from fer_core.models import check_model_name
+    from fer_core.models import model_preset
 
-    check_model_name(model)
-    values: dict[str, Any] = dict(MODEL_PRESETS.get(model, {}))
+    values: dict[str, Any] = model_preset(model)  # an unknown model fails here, naming the known ones
     for layer in layers:
         values.update(layer)
     values["model"] = model
@@ -266,11 +257,13 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
 
 
 def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
+    from fer_core.runs import atomic_write_text
+
     try:
         import yaml
     except ModuleNotFoundError:  # a bare GPU box: JSON is valid YAML, so config.yaml stays readable
         import json
 
-        Path(path).write_text(json.dumps(to_dict(cfg), indent=1) + "\n")
+        atomic_write_text(path, json.dumps(to_dict(cfg), indent=1) + "\n")
         return
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

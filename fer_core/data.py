@@ -1,53 +1,19 @@
-"""Datasets as in-memory uint8 arrays: FER2013 Parquet/CSV, image folders, and the synthetic demo set."""
+"""Datasets as in-memory uint8 arrays: FER2013 Parquet/CSV, image folders, and the synthetic demo set.
+
+The types live in `fer_core.dataset`, the format readers in `fer_core.readers`, the image rule in
+`fer_core.images`; this module assembles train/val/test from what a reader returns.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fer_core.dataset import SLOTS, DataError, FerData, MissingSplitError, Split
 from fer_core.labels import CLASSES
+from fer_core.readers import RawData, read_source
 
-if TYPE_CHECKING:
-    from fer_core.data_formats import RawData
-
-__all__ = ["DataError", "FerData", "Split", "describe", "load_data", "stratified_subset"]
-
-
-@dataclass
-class Split:
-    images: np.ndarray  # (N, 48, 48) uint8 gray
-    labels: np.ndarray  # (N,) int64, index into CLASSES
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def counts(self) -> np.ndarray:
-        return np.bincount(self.labels, minlength=len(CLASSES))
-
-
-@dataclass
-class FerData:
-    train: Split
-    val: Split
-    test: Split | None
-    source: str                                   # what was loaded (path or "demo")
-    classes: tuple[str, ...] = CLASSES
-    dropped: dict[str, int] = field(default_factory=dict)  # label name -> rows dropped (e.g. contempt)
-    corrupt: int = 0                              # undecodable images skipped
-    notes: list[str] = field(default_factory=list)  # human-readable notes on how the data was read
-
-
-class DataError(ValueError):
-    """The data cannot be read as asked; the message names what was found and how to fix it."""
-
-
-# --------------------------------------------------------------------------------------------- loading
-# The format readers live in data_formats.py, imported inside the functions that need them so that
-# `import fer_core.data` (for Split/FerData) stays light: no cv2 or pyarrow until data is loaded.
-
-SLOTS = ("train", "val", "test")
+__all__ = ["DataError", "FerData", "Split", "describe", "load_data", "load_scored", "stratified_subset"]
 
 
 def load_data(
@@ -57,43 +23,90 @@ def load_data(
     seed: int = 0,
     val_fraction: float = 0.1,
     img_size: int = 48,
+    splits: tuple[str, ...] | None = None,
 ) -> FerData:
     """Load a dataset as gray uint8 arrays of img_size x img_size.
 
     `path`: a Parquet file, a CSV (Kaggle fer2013.csv or `label,pixels[,split]`), an image folder
-    ROOT/<split>/<class>/*, or "demo" (the synthetic set). `classes` maps extra label names
-    (`--classes 'joyful=happy,contempt=drop'`). PublicTest/val becomes `val`, PrivateTest/test becomes
-    `test`. Without a val split, a stratified `val_fraction` of train (chosen by `seed`) becomes val;
-    without a test split, `test` is None. Raises DataError with the problem and the fix.
+    ROOT/<split>/<class>/* (or ROOT/<class>/*), or "demo" (the synthetic set). `classes` maps extra label
+    names (`--classes 'joyful=happy,contempt=drop'`). PublicTest/val becomes `val`, PrivateTest/test
+    becomes `test`.
+
+    For training (`splits=None`) a train split is required; a source without splits is all train, and
+    without a val split a stratified `val_fraction` of train (chosen by `seed`) becomes val.
+    For evaluation, `splits` names the slots to load (e.g. ("test",)): only their images are decoded, a
+    source without splits is one split, `test`, and val is carved from train as in training when the
+    source has train but no val. Raises DataError with the problem and the fix.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    bad = [s for s in splits or () if s not in SLOTS]
+    if bad:
+        raise DataError(f"unknown split(s) {bad}; choose from {', '.join(SLOTS)}")
     if isinstance(path, str) and path == "demo":
-        from fer_core.synthetic import make_demo_data  # lazy: the demo generator is only needed for "demo"
+        from fer_core.synthetic import make_demo_data  # only "demo" needs the generator
 
-        return _resized(make_demo_data(seed=seed), img_size)
-    from fer_core.data_formats import read_source
-
+        return _only(_resized(make_demo_data(seed=seed), img_size), splits)
     path = Path(path).expanduser()
-    raw = read_source(path, img_size, classes)
-    return _assemble(raw, str(path), seed, val_fraction)
+    if splits is None:
+        return _assemble(read_source(path, img_size, classes), str(path), seed, val_fraction)
+    raw = read_source(path, img_size, classes, slots=splits, unsplit="test")
+    parts = _parts(raw, str(path), splits)
+    if "val" in splits and "val" not in raw.declared_splits and "train" in raw.declared_splits:
+        train = _parts(read_source(path, img_size, classes, slots=("train",)), str(path), ("train",))["train"]
+        parts["val"] = _carve_val(train, val_fraction, seed, str(path))[1]
+        raw.notes.append(f"no val split: val is the {val_fraction:.0%} of train (stratified, seed {seed}) that "
+                         "training held out")
+    missing = [s for s in splits if s not in parts]
+    if missing:
+        found = sorted(raw.declared_splits)
+        raise MissingSplitError(f"{path}: no {' or '.join(missing)} split (found: {', '.join(found) or 'none'}"
+                                f"{_lost_summary(raw)}); score one of the splits found (--split), or add the "
+                                f"split to the data", found)
+    return FerData(train=parts.get("train"), val=parts.get("val"), test=parts.get("test"), source=str(path),
+                   dropped=dict(raw.dropped), corrupt=raw.corrupt, notes=list(raw.notes))
+
+
+def load_scored(path: str | Path, split: str | None = None, **kwargs) -> FerData:
+    """The one split an evaluation scores, and nothing else: `split`, or else test, or val without one."""
+    if split is not None:
+        return load_data(path, splits=(split,), **kwargs)
+    try:
+        return load_data(path, splits=("test",), **kwargs)
+    except MissingSplitError:
+        return load_data(path, splits=("val",), **kwargs)
+
+
+def _parts(raw: RawData, source: str, slots: tuple[str, ...] = SLOTS) -> dict[str, Split]:
+    """The non-empty splits of `raw` among `slots`; a declared split whose rows were all dropped is an error."""
+    parts: dict[str, Split] = {}
+    for slot in slots:
+        mask = raw.splits == slot
+        if slot in raw.declared_splits and not mask.any():
+            raise DataError(f"{source}: split '{slot}' has no usable images{_lost_summary(raw)}; "
+                            "add images to it, remove it, or map its classes with --classes")
+        if mask.any():
+            parts[slot] = Split(raw.images[mask], raw.labels[mask].astype(np.int64))
+    return parts
+
+
+def _only(data: FerData, splits: tuple[str, ...] | None) -> FerData:
+    if splits is not None:
+        for slot in SLOTS:
+            if slot not in splits:
+                setattr(data, slot, None)
+    return data
 
 
 def _assemble(raw: RawData, source: str, seed: int, val_fraction: float) -> FerData:
     notes = list(raw.notes)
     lost = _lost_summary(raw)
-    parts: dict[str, Split] = {}
-    for slot in SLOTS:
-        mask = raw.splits == slot
-        if slot in raw.declared_splits and not mask.any():
-            raise DataError(f"{source}: split '{slot}' has no usable images{lost}; "
-                            "add images to it, remove it, or map its classes with --classes")
-        if mask.any():
-            parts[slot] = Split(raw.images[mask], raw.labels[mask].astype(np.int64))
+    parts = _parts(raw, source)
     if "train" not in parts:
         found = ", ".join(sorted(parts)) or "none"
         raise DataError(f"{source}: no train split (found: {found}{lost}); name the training split "
-                        "train/Training (a folder ROOT/train/<class>/ or a split column value)")
+                        "train/Training (a folder ROOT/train/<class>/ or a split column value). To score a "
+                        "dataset without one, use `fertune eval --split test`")
     train = parts["train"]
     present = [CLASSES[c] for c in np.flatnonzero(train.counts())]
     if len(present) < 2:
@@ -177,7 +190,7 @@ def stratified_subset(split: Split, n: int, seed: int) -> Split:
 
 def _resized(data: FerData, size: int) -> FerData:
     """`data` with every image resized to size x size by the one resize rule (for img_size != 48)."""
-    from fer_core.data_formats import resize_square
+    from fer_core.images import resize_square
 
     def fix(split: Split | None) -> Split | None:
         if split is None or split.images.shape[1:] == (size, size):

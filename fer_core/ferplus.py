@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_core.dataset import split_slot
 from fer_core.labels import CLASSES
 
 # FER+ vote columns in file order, and the fertune class each emotion column maps to (None: no class).
@@ -27,10 +28,6 @@ TO_CLASS: dict[str, str | None] = {"neutral": "neutral", "happiness": "happy", "
                                    "contempt": None, "unknown": None, "NF": None}
 # What the left-out counts are called in the returned dict.
 LEFT_OUT_NAMES = {"contempt": "contempt", "unknown": "unknown", "NF": "not_a_face"}
-# Split spellings -> the FerData slot (the same aliases fer_core.data_formats reads).
-_SPLITS = {"train": "train", "training": "train",
-           "val": "val", "valid": "val", "validation": "val", "public_test": "val", "publictest": "val",
-           "test": "test", "private_test": "test", "privatetest": "test"}
 
 
 def majority_labels(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,11 +67,11 @@ def _read_votes(votes_csv: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _slots(values: np.ndarray, source: str) -> np.ndarray:
     uniq, inverse = np.unique(values, return_inverse=True)
-    bad = [u for u in uniq if u.strip().lower() not in _SPLITS]
+    bad = [u for u in uniq if split_slot(u) is None]
     if bad:
         raise ValueError(f"{source}: unknown split value(s) {bad[:5]}; expected Training/PublicTest/PrivateTest "
                          "or train/val/test")
-    return np.array([_SPLITS[u.strip().lower()] for u in uniq], dtype=object)[inverse]
+    return np.array([split_slot(u) for u in uniq], dtype=object)[inverse]
 
 
 def _data_splits(data_path: str | Path) -> np.ndarray:

@@ -1,21 +1,51 @@
 """Inference: `Predictor` loads any `--model` form of SPEC.md and gives batched class probabilities.
 
-Serving and video both use exactly this class, so a face classified by `fertune serve` and by
-`fertune video` goes through the same detection, crop, normalisation and network.
+Serving, video, `fertune predict`, evaluation and the report all use this class, so a face classified by
+any of them goes through the same detection, crop, normalisation, precision and network. It never
+imports the training loop: a Serve replica loads only what inference needs.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from fer_core import checkpoint as ckpt_io
+from fer_core import runs
+from fer_core.augment import to_input
+from fer_core.device import inference_mode_for, resolve_device
 from fer_core.labels import CLASSES
-from fer_core.train import inference_mode_for, predict_probs, resolve_device
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, images_u8: torch.Tensor | np.ndarray, mean: float, std: float,
+                  batch_size: int = 512, tta: bool = False, bf16: bool = False,
+                  channels_last: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Softmax probabilities for (N, H, W) uint8 images; with tta also the average with the mirror image."""
+    model.eval()
+    device = next(model.parameters()).device
+    if isinstance(images_u8, np.ndarray):
+        images_u8 = torch.from_numpy(images_u8)
+    plain, flipped = [], []
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    for start in range(0, len(images_u8), batch_size):
+        x = to_input(images_u8[start:start + batch_size].to(device), mean, std)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            plain.append(F.softmax(model(x).float(), 1).cpu())
+            if tta:
+                flipped.append(F.softmax(model(torch.flip(x, dims=[3])).float(), 1).cpu())
+    empty = torch.zeros(0, len(CLASSES))
+    probs = torch.cat(plain) if plain else empty
+    probs_tta = ((probs + torch.cat(flipped)) / 2 if flipped else empty) if tta else None
+    return probs.numpy(), (probs_tta.numpy() if probs_tta is not None else None)
 
 
 @dataclass
@@ -32,41 +62,40 @@ class FacePrediction:
         return float(self.probs.max())
 
     def to_dict(self) -> dict[str, Any]:
+        """The SPEC.md reply object of one face (what `fertune serve` returns)."""
         return {"box": [int(v) for v in self.box], "probs": {c: float(p) for c, p in zip(CLASSES, self.probs)},
                 "emotion": self.emotion, "score": self.score}
 
 
-def resolve_checkpoints(path: str | Path) -> tuple[list[Path], Path | None]:
-    """The checkpoint files behind a `--model` PATH, and the folder holding eval.json/members.json (if any).
+@dataclass
+class Member:
+    """One network of a model (an ensemble has several): its weights, input contract and precision."""
+    network: nn.Module
+    preprocess: dict[str, Any]      # img_size, mean, std, gray
+    bf16: bool                      # bf16 autocast, as its training run validated
+    channels_last: bool
+    checkpoint: Path
+    info: dict[str, Any] = field(default_factory=dict)  # model_name, config, epoch, best_epoch, best_metric
 
-    PATH may be a `.pt` file, a train run folder (its weights/best.pt), a search's `best/` (a run folder)
-    or a search's `ensemble/` (members.json listing member checkpoints).
-    """
-    path = Path(path)
-    if path.is_file():
-        return [path], path.parent.parent if path.parent.name == "weights" else path.parent
-    if (path / "members.json").is_file():
-        members = json.loads((path / "members.json").read_text())["members"]
-        files = [Path(m["checkpoint"]) if Path(m["checkpoint"]).is_absolute() else path / m["checkpoint"]
-                 for m in members]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise FileNotFoundError(f"ensemble {path} lists checkpoints that do not exist: {missing[:3]}")
-        return files, path
-    if (path / "weights" / "best.pt").is_file():
-        return [path / "weights" / "best.pt"], path
-    if (path / "weights" / "last.pt").is_file():
-        raise FileNotFoundError(f"{path} has weights/last.pt but no weights/best.pt yet; pass "
-                                f"{path / 'weights' / 'last.pt'} explicitly to use the last epoch")
-    if not path.exists():
-        raise FileNotFoundError(f"model {path} does not exist; pass a checkpoint .pt, a run folder "
-                                f"(runs/train/NAME), or a search's best/ or ensemble/ folder")
-    raise FileNotFoundError(f"{path} holds no model: expected weights/best.pt (a run folder), members.json "
-                            f"(an ensemble) or a .pt file")
+    @classmethod
+    def load(cls, file: Path, device: torch.device, precision: str = "auto") -> "Member":
+        ckpt = ckpt_io.load_checkpoint(file)
+        if list(ckpt["classes"]) != list(CLASSES):
+            raise ValueError(f"{file} predicts classes {ckpt['classes']}, not fertune's {list(CLASSES)}")
+        network = ckpt_io.model_from_checkpoint(ckpt).to(device)
+        bf16, channels_last = inference_mode_for(ckpt, network, device, precision)
+        if channels_last:
+            network = network.to(memory_format=torch.channels_last)
+        info = {k: ckpt.get(k) for k in ("model_name", "config", "epoch", "best_epoch", "best_metric", "metrics")}
+        return cls(network, dict(ckpt["preprocess"]), bf16, channels_last, Path(file), info)
+
+    def probs(self, crops: np.ndarray, batch_size: int, tta: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        return predict_probs(self.network, crops, self.preprocess["mean"], self.preprocess["std"], batch_size,
+                             tta=tta, bf16=self.bf16, channels_last=self.channels_last)
 
 
 class Predictor:
-    """Batched probabilities for 48x48 crops or whole images; an ensemble averages its members' probabilities."""
+    """Batched probabilities for face crops or whole images; an ensemble averages its members' probabilities."""
 
     def __init__(self, path: str | Path, device: str = "auto", tta: bool = False, batch_size: int = 256,
                  precision: str = "auto"):
@@ -74,63 +103,64 @@ class Predictor:
         self.device = resolve_device(device)
         self.tta = tta
         self.batch_size = batch_size
-        files, self.folder = resolve_checkpoints(path)
-        # (network, preprocess, (bf16, channels_last)) per member; "auto" precision computes as the
-        # member's training run validated: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere
-        self.members: list[tuple[torch.nn.Module, dict[str, Any], tuple[bool, bool]]] = []
-        self.checkpoints: list[dict[str, Any]] = []
-        for file in files:
-            ckpt = ckpt_io.load_checkpoint(file)
-            if list(ckpt["classes"]) != list(CLASSES):
-                raise ValueError(f"{file} predicts classes {ckpt['classes']}, not fertune's {list(CLASSES)}")
-            model = ckpt_io.model_from_checkpoint(ckpt).to(self.device)
-            mode = inference_mode_for(ckpt, model, self.device, precision)
-            if mode[1]:
-                model = model.to(memory_format=torch.channels_last)
-            self.members.append((model, ckpt["preprocess"], mode))
-            self.checkpoints.append({k: ckpt.get(k) for k in ("model_name", "config", "epoch", "best_epoch",
-                                                              "best_metric", "metrics", "preprocess")})
-        self.img_size = int(self.members[0][1]["img_size"])
+        files, self.folder = runs.resolve_checkpoints(path)
+        # "auto" precision computes as each member's training run validated (fer_core.device)
+        self.members = [Member.load(file, self.device, precision) for file in files]
+        self.img_size = int(self.members[0].preprocess["img_size"])
         # computed once: a server reports it on every request, and it costs file-system calls
         self.model_id = self.path.resolve().name if self.path.is_dir() else self.path.stem
         self.classes = CLASSES
 
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.members[0].bf16 else "fp32"
 
     def info(self) -> dict[str, Any]:
         """What /v1/model and reports show: classes, metrics (eval.json when present), config, members."""
-        eval_file = self.folder / "eval.json" if self.folder else None
-        trial = None
-        if self.folder and (self.folder / "trial.json").is_file():
-            trial = json.loads((self.folder / "trial.json").read_text()).get("trial_id")
+        trial = runs.read_json(self.folder / runs.TRIAL, {}) if self.folder else {}
         return {
             "model": self.model_id,
             "path": str(self.path),
             "classes": list(CLASSES),
             "members": len(self.members),
-            "preprocess": self.members[0][1],
-            "config": self.checkpoints[0]["config"],
-            "metrics": json.loads(eval_file.read_text()) if eval_file and eval_file.is_file() else None,
-            "trial_id": trial,
+            "preprocess": self.members[0].preprocess,
+            "config": self.members[0].info["config"],
+            "metrics": runs.read_json(self.folder / runs.EVAL) if self.folder else None,
+            "trial_id": trial.get("trial_id"),
             "tta": self.tta,
-            "precision": "bf16" if self.members[0][2][0] else "fp32",
+            "precision": self.precision,
         }
 
-    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
-        """(N, S, S) uint8 gray crops (S = the model's input size) -> (N, 7) probabilities."""
+    def _sized(self, crops: np.ndarray) -> np.ndarray:
         crops = np.asarray(crops)
         if crops.ndim != 3 or crops.dtype != np.uint8:
-            raise ValueError(f"predict_crops expects (N, H, W) uint8 gray crops, got {crops.shape} {crops.dtype}")
-        if len(crops) == 0:
-            return np.zeros((0, len(CLASSES)), dtype=np.float32)
-        if crops.shape[1:] != (self.img_size, self.img_size):
-            from fer_core.data_formats import resize_square
+            raise ValueError(f"expected (N, H, W) uint8 gray crops, got {crops.shape} {crops.dtype}")
+        if len(crops) and crops.shape[1:] != (self.img_size, self.img_size):
+            from fer_core.images import resize_square
 
             crops = np.stack([resize_square(c, self.img_size) for c in crops])
+        return crops
+
+    def probs_with_tta(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(plain, flip-TTA) probabilities of (N, H, W) uint8 crops, one pass of each member for both."""
+        crops = self._sized(crops)
+        plain = np.zeros((len(crops), len(CLASSES)), dtype=np.float64)
+        flipped = np.zeros_like(plain)
+        for member in self.members:
+            p, p_tta = member.probs(crops, self.batch_size, tta=True)
+            plain += p
+            flipped += p_tta
+        n = len(self.members)
+        return (plain / n).astype(np.float32), (flipped / n).astype(np.float32)
+
+    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S) uint8 gray crops (resized to the model's input size if needed) -> (N, 7) probabilities."""
+        crops = self._sized(crops)
+        if self.tta:
+            return self.probs_with_tta(crops)[1]
         total = np.zeros((len(crops), len(CLASSES)), dtype=np.float64)
-        for model, pre, (bf16, channels_last) in self.members:
-            probs, probs_tta = predict_probs(model, crops, pre["mean"], pre["std"], self.batch_size, tta=self.tta,
-                                             bf16=bf16, channels_last=channels_last)
-            total += probs_tta if self.tta else probs
+        for member in self.members:
+            total += member.probs(crops, self.batch_size)[0]
         return (total / len(self.members)).astype(np.float32)
 
     def predict_image(self, image: np.ndarray, faces: bool = True) -> list[FacePrediction]:

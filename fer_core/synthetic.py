@@ -38,7 +38,7 @@ from dataclasses import astuple, dataclass
 import cv2
 import numpy as np
 
-from fer_core.data import FerData, Split
+from fer_core.dataset import FerData, Split
 from fer_core.labels import CLASSES
 
 Box = tuple[int, int, int, int]  # x, y, w, h in output pixels

@@ -6,7 +6,6 @@ Every epoch is seeded from (seed, epoch), which makes a resumed run repeat an un
 """
 from __future__ import annotations
 
-import csv
 import math
 import shutil
 import time
@@ -17,72 +16,25 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fer_core import checkpoint as ckpt_io
-from fer_core.augment import BatchAugment, to_input
+from fer_core import runs
+from fer_core.augment import BatchAugment
 from fer_core.config import TrainConfig, save_yaml, to_dict
-from fer_core.data import FerData, Split
+from fer_core.dataset import FerData, Split
+from fer_core.device import resolve_device, use_bf16, use_channels_last
+from fer_core.infer import predict_probs
 from fer_core.labels import CLASSES
 from fer_core.losses import make_loss
-from fer_core.metrics import classification_report, confusion_matrix, macro_f1, per_class
+from fer_core.metrics import confusion_matrix, macro_f1, per_class
 from fer_core.models import create_model
 from fer_core.sampling import epoch_indices, focus_weights
 
-METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "seconds"]
 Report = Callable[[dict[str, Any], str], None]
 
 
 # ----------------------------------------------------------------------------------------------- setup
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' asked for, but torch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name)
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 convolutions run about twice as fast as fp32 (emulated ones run slower)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
-    """bf16 autocast: on CUDA, and on CPUs with native bf16 (weights and optimizer state stay fp32)."""
-    if cfg.amp != "auto":
-        return cfg.amp == "bf16"
-    return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
-
-
-def use_channels_last(cfg: TrainConfig, model: nn.Module) -> bool:
-    if cfg.channels_last == "auto":
-        return getattr(model, "channels_last_ok", True)
-    return cfg.channels_last == "on"
-
-
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
-def inference_mode_for(ckpt: dict[str, Any], model: nn.Module, device: torch.device,
-                       precision: str = "auto") -> tuple[bool, bool]:
-    """(bf16, channels_last) for scoring a checkpoint: "auto" computes as its training run validated
-    (its amp and channels_last settings on this device), so eval, serve and video agree with the
-    epoch that was selected; "fp32" is the exact reference, fp32 in NCHW (what ONNX/TorchScript exports
-    compute)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return False, False
-    known = {k: v for k, v in (ckpt.get("config") or {}).items() if k in ("amp", "channels_last")}
-    cfg = TrainConfig(**known)
-    bf16 = use_bf16(cfg, device) if precision == "auto" else True
-    return bf16, use_channels_last(cfg, model)
-
-
 def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     return {"head_width": cfg.head_width, "dropout": cfg.dropout, "dropout2": cfg.dropout2,
             "pretrained": cfg.pretrained, "img_size": cfg.img_size}
@@ -179,55 +131,16 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn:
     return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1)
 
 
-@torch.no_grad()
-def predict_probs(model: nn.Module, images_u8: torch.Tensor | np.ndarray, mean: float, std: float,
-                  batch_size: int = 512, tta: bool = False, bf16: bool = False,
-                  channels_last: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """Softmax probabilities for (N, H, W) uint8 images; with tta also the average with the mirror image."""
-    model.eval()
-    device = next(model.parameters()).device
-    if isinstance(images_u8, np.ndarray):
-        images_u8 = torch.from_numpy(images_u8)
-    plain, flipped = [], []
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    for start in range(0, len(images_u8), batch_size):
-        x = to_input(images_u8[start:start + batch_size].to(device), mean, std)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            plain.append(F.softmax(model(x).float(), 1).cpu())
-            if tta:
-                flipped.append(F.softmax(model(torch.flip(x, dims=[3])).float(), 1).cpu())
-    empty = torch.zeros(0, len(CLASSES))
-    probs = torch.cat(plain) if plain else empty
-    probs_tta = ((probs + torch.cat(flipped)) / 2 if flipped else empty) if tta else None
-    return probs.numpy(), (probs_tta.numpy() if probs_tta is not None else None)
-
-
-def evaluate(model: nn.Module, split: Split, cfg: TrainConfig, tta: bool = False, bf16: bool = False,
+def validate(model: nn.Module, split: Split, cfg: TrainConfig, tta: bool = False, bf16: bool = False,
              channels_last: bool = False) -> EvalResult:
-    """Probabilities and plain cross-entropy (no weights, no smoothing) on a split."""
+    """Probabilities and plain cross-entropy (no weights, no smoothing) on a split (the per-epoch check;
+    finished models are scored by `fer_core.evaluate.evaluate`)."""
     device = next(model.parameters()).device
     images = torch.from_numpy(split.images).to(device) if isinstance(split.images, np.ndarray) else split.images
     probs, probs_tta = predict_probs(model, images, cfg.mean, cfg.std, cfg.eval_batch_size, tta, bf16, channels_last)
     labels = np.asarray(split.labels)
     loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()) if len(labels) else 0.0
     return EvalResult(probs, loss, probs_tta)
-
-
-# ------------------------------------------------------------------------------------------ run files
-def read_metrics_csv(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with path.open() as fh:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    lines = [",".join(METRIC_COLUMNS)]
-    lines += [",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in METRIC_COLUMNS)
-              for row in rows]
-    ckpt_io.atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def is_better(metric: str, value: float, best: float | None) -> bool:
@@ -245,12 +158,15 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
     `report(metrics_row, last_checkpoint_path)` is called after every epoch; the search passes one that
     calls `tune.report`. With `resume`, training continues from run_dir/weights/last.pt.
     """
+    if data.train is None or data.val is None:
+        raise ValueError(f"{data.source}: training needs train and val splits; load the data with "
+                         "fer_core.data.load_data(path) (no `splits`)")
     device = resolve_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     run_dir = Path(run_dir) if run_dir else None
-    weights_dir = run_dir / "weights" if run_dir else None
+    weights_dir = run_dir / runs.WEIGHTS if run_dir else None
 
     train = data.train
     if cfg.train_subset and cfg.train_subset < len(train):
@@ -275,7 +191,7 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
     start_epoch, best_metric, best_epoch, history = 0, None, 0, []
     sampler_weights = np.ones(len(CLASSES))
     if resume:
-        last = ckpt_io.load_checkpoint(weights_dir / "last.pt", map_location=device)
+        last = ckpt_io.load_checkpoint(weights_dir / runs.LAST, map_location=device)
         model.load_state_dict(last["state_dict"])
         optimizer.load_state_dict(last["optimizer"])
         start_epoch, best_epoch = int(last["epoch"]), int(last["best_epoch"])
@@ -283,13 +199,13 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
         sampler_weights = np.asarray(last["sampler_weights"], dtype=np.float64)
         ckpt_io.set_rng_state(last["rng"])
         # metrics.csv may be one row behind or ahead of last.pt if the kill fell between the two writes
-        history = [r for r in read_metrics_csv(run_dir / "metrics.csv") if r["epoch"] <= start_epoch]
+        history = [r for r in runs.read_metrics(run_dir) if r["epoch"] <= start_epoch]
         if not history or history[-1]["epoch"] < start_epoch:
             history.append(dict(last["metrics"]))
-        log(f"resuming at epoch {start_epoch + 1}/{cfg.epochs} from {weights_dir / 'last.pt'}")
+        log(f"resuming at epoch {start_epoch + 1}/{cfg.epochs} from {weights_dir / runs.LAST}")
     if run_dir:
         weights_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, run_dir / "config.yaml")
+        save_yaml(cfg, run_dir / runs.CONFIG)
 
     images = torch.from_numpy(train.images).to(device)
     labels = torch.from_numpy(np.asarray(train.labels, dtype=np.int64)).to(device)
@@ -322,7 +238,7 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
         train_loss, train_acc = train_one_epoch(train_model, optimizer, loss_fn, images, labels, order, cfg, augment,
                                                 generator, set_lr, bf16, channels_last, bar)
         train_seconds = time.perf_counter() - t0
-        val = evaluate(model, val_split, cfg, bf16=bf16, channels_last=channels_last)
+        val = validate(model, val_split, cfg, bf16=bf16, channels_last=channels_last)
         confusion = confusion_matrix(val_split.labels, val.probs.argmax(1), len(CLASSES))
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                "train_acc": train_acc, "val_loss": val.loss, "val_acc": val.accuracy(val_split.labels),
@@ -337,12 +253,13 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
         last_path = ""
         if run_dir:
             state = make_checkpoint(cfg, model, optimizer, epoch + 1, best_metric, best_epoch, sampler_weights, row)
-            last_path = str(weights_dir / "last.pt")
+            last_path = str(weights_dir / runs.LAST)
             ckpt_io.atomic_torch_save(state, last_path)
             if improved:
-                shutil.copyfile(last_path, weights_dir / ".best.pt.tmp")
-                (weights_dir / ".best.pt.tmp").replace(weights_dir / "best.pt")
-            write_metrics_csv(run_dir / "metrics.csv", history)
+                staged = weights_dir / f".{runs.BEST}.tmp"
+                shutil.copyfile(last_path, staged)
+                staged.replace(weights_dir / runs.BEST)
+            runs.write_metrics(run_dir, history)
         log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f}  train_acc {train_acc:.4f}  "
             f"val_acc {row['val_acc']:.4f}  val_f1 {row['val_macro_f1']:.4f}  "
             f"{len(order) / train_seconds:.0f} img/s  {row['seconds']:.1f}s" + ("  *" if improved else ""))
@@ -376,28 +293,3 @@ def make_checkpoint(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.O
         "rng": ckpt_io.rng_state(),
         "metrics": {k: (float(v) if k != "epoch" else int(v)) for k, v in metrics.items()},
     }
-
-
-def final_evaluation(checkpoint_path: str | Path, data: FerData, tta: bool = True, device: str = "auto",
-                     out: str | Path | None = None, precision: str = "auto") -> dict[str, Any]:
-    """Evaluate a checkpoint on the test split (val when there is none) and write eval.json."""
-    import json
-
-    ckpt = ckpt_io.load_checkpoint(checkpoint_path)
-    target = resolve_device(device)
-    model = ckpt_io.model_from_checkpoint(ckpt).to(target)
-    bf16, channels_last = inference_mode_for(ckpt, model, target, precision)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    split, name = (data.test, "test") if data.test is not None else (data.val, "val")
-    pre = ckpt["preprocess"]
-    probs, probs_tta = predict_probs(model, split.images, pre["mean"], pre["std"], tta=tta, bf16=bf16,
-                                     channels_last=channels_last)
-    result = classification_report(probs, np.asarray(split.labels), name, probs_tta=probs_tta)
-    result["data"] = data.source  # lets `fertune eval` tell this run's evaluation from one on other data
-    result["checkpoint"] = str(checkpoint_path)
-    result["best_epoch"] = ckpt.get("best_epoch")
-    result["precision"] = "bf16" if bf16 else "fp32"
-    if out:
-        ckpt_io.atomic_write_text(out, json.dumps(result, indent=2))
-    return result

@@ -3,9 +3,11 @@ without Ray Serve or matplotlib; this module is the only place jobs/, serve/ and
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from pathlib import Path
+import threading
 
+from fer_core import runs
 from fer_core.config import ConfigError
 
 EPILOG = "Run `fertune COMMAND -h` for a command's flags. Docs: README.md and docs/interfaces.md."
@@ -114,16 +116,51 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data to evaluate the model(s) on (default: the data the run was trained on, from data.json)")
     p.add_argument("--out", help="report folder (default FOLDER/report)")
 
-    p = sub.add_parser("demo", help="a short end-to-end run on synthetic faces")
-    p.add_argument("--project", default="runs/train")
-    p.add_argument("--name")
+    p = sub.add_parser("demo", help="a short end-to-end run: a 4-trial search on synthetic faces (runs/search/NAME)")
+    p.add_argument("--project", default="runs/search", help="parent folder of search folders (default runs/search)")
+    p.add_argument("--name", help="search folder name (default: a fresh exp, exp2, ...)")
     return parser
+
+
+# The demo is a search like any other: these are the flags it passes (4 trials x 4 epochs of cnn_small on
+# the synthetic faces, a few minutes on 2 CPU cores), parsed by the real search parser.
+DEMO_SEARCH = ["--data", "demo", "--space", "demo.yaml", "--num-samples", "4", "--top-k", "3"]
+
+
+def demo(args: argparse.Namespace) -> int:
+    from jobs import search
+
+    search_args = build_parser().parse_args(["search", *DEMO_SEARCH, "--project", args.project]
+                                            + (["--name", args.name] if args.name else []))
+    print("fertune demo: a 4-trial Ray Tune + Optuna search of cnn_small on synthetic faces "
+          "(a few minutes on 2 CPU cores, Ray start-up included)")
+    folder = search.start(search_args)
+    best, ensemble = folder / runs.BEST_DIR, folder / runs.ENSEMBLE_DIR
+    print(f"\nDemo results: {folder}  ({runs.RESULTS}, {best.name}/, {ensemble.name}/)\n"
+          f"Next: fertune eval --model {best} --data demo --tta\n"
+          f"      fertune search --data path/to/fer2013.parquet --space cnn_small.yaml --time-budget 45\n"
+          f"      fertune serve --model {ensemble}")
+    return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (docker stop, systemd, Kubernetes) stops a command as Ctrl-C does: the same clean stop, a
+    resumable state and no orphaned Ray processes. The handler re-raises it as SIGINT, so whatever handles
+    Ctrl-C (Python's KeyboardInterrupt, Ray Tune's graceful stop) handles it too."""
+    def forward(signum, frame):
+        signal.raise_signal(signal.SIGINT)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, forward)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _stop_on_sigterm()
     try:
-        if args.command in ("train", "eval", "demo"):
+        if args.command == "demo":
+            return demo(args)
+        if args.command in ("train", "eval"):
             from jobs import train_cli
 
             return getattr(train_cli, f"cmd_{args.command}")(args)
@@ -146,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     except KeyboardInterrupt:
-        print(f"\nfertune {args.command}: interrupted; a train run continues with --resume", file=sys.stderr)
+        resume = {"train": "fertune train --name NAME --resume", "search": "fertune search --name NAME --resume",
+                  "video": "the same fertune video command (finished videos are skipped)"}.get(args.command)
+        print(f"\nfertune {args.command}: stopped" + (f"; continue with {resume}" if resume else ""), file=sys.stderr)
         return 130
 
 

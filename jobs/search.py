@@ -8,7 +8,6 @@ search that was killed, with its finished trials and searcher state kept.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from fer_core import runs
 from fer_core.runs import run_folder
 from jobs.search_space import SearchSpace, default_point, load_space, parse_space
 from jobs.trainable import CRASH_ENV, trial_name
@@ -48,7 +48,7 @@ def _settings(args: Any, space: SearchSpace, folder: Path) -> dict[str, Any]:
         if not Path(data).exists():
             raise FileNotFoundError(f"--data {args.data} does not exist; pass a FER2013 Parquet/CSV, an image "
                                     f"folder, or 'demo'")
-    storage = args.storage or str((folder / "ray").resolve())
+    storage = args.storage or str((folder / runs.RAY_STORAGE).resolve())
     max_epochs = space.max_epochs()
     grace = getattr(args, "grace_period", None) or max(1, max_epochs // 4)
     return {
@@ -207,8 +207,8 @@ def start(args: Any) -> Path:
     if "://" not in settings["storage"] and experiment.exists() and any(experiment.iterdir()):
         raise FileExistsError(f"{experiment} already holds a Ray experiment; continue it with `fertune search "
                               f"--name {folder.name} --resume` or choose another --name")
-    (folder / "search.yaml").write_text(yaml.safe_dump({"space": space.to_dict(), "settings": settings},
-                                                       sort_keys=False))
+    runs.atomic_write_text(folder / runs.SEARCH, yaml.safe_dump({"space": space.to_dict(), "settings": settings},
+                                                                sort_keys=False))
     data = _load_data(settings)
     _run(settings, space, data, folder, restore=False)
     return folder
@@ -216,9 +216,9 @@ def start(args: Any) -> Path:
 
 def _saved(args: Any) -> tuple[Path, SearchSpace, dict[str, Any]]:
     folder = run_folder(args.project, args.name, resume=True, command="fertune search")
-    saved_file = folder / "search.yaml"
+    saved_file = folder / runs.SEARCH
     if not saved_file.is_file():
-        raise FileNotFoundError(f"{folder} has no search.yaml, so it is not a search folder; start a new "
+        raise FileNotFoundError(f"{folder} has no {runs.SEARCH}, so it is not a search folder; start a new "
                                 f"search with another --name")
     saved = yaml.safe_load(saved_file.read_text())
     return folder, parse_space(saved["space"], source=str(saved_file)), saved["settings"]
@@ -268,7 +268,7 @@ def _run(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, 
         tuner.fit()
         wall = time.perf_counter() - t0
         # bench/search_overhead.py compares this wall time (Ray start-up included) with the trials' own time
-        (folder / "timing.json").write_text(json.dumps({"ray_start_s": ray_start, "search_wall_s": wall}))
+        runs.write_json(folder / runs.TIMING, {"ray_start_s": ray_start, "search_wall_s": wall})
         finish(folder, space, settings, data, path)
         print(f"search wall time {wall:.0f}s (Ray start-up included)")
     finally:
@@ -286,7 +286,7 @@ def finish(folder: Path, space: SearchSpace, settings: dict[str, Any], data: Any
     print("\n" + format_leaderboard(df, space))
     best = choose_best(df, space)
     if best is None:
-        print(f"\nno trial finished an epoch; results in {folder / 'results.parquet'}")
+        print(f"\nno trial finished an epoch; results in {folder / runs.RESULTS}")
         return
     report = export_best(best, folder, data, settings["data"])
     print(f"\nbest/ (trial {best['trial']}) on {report['split']}:\n{format_report(report)}")
@@ -294,9 +294,10 @@ def finish(folder: Path, space: SearchSpace, settings: dict[str, Any], data: Any
     if ens:
         print(f"\nensemble/ ({ens['members']} members, {ens['selection']}) on {ens['split']}:\n{format_report(ens)}")
     data_arg = settings["data"]
-    print(f"\nResults: {folder}  (results.parquet, best/, ensemble/, search.yaml)\n"
-          f"Next: fertune eval --model {folder / 'best'} --data {data_arg} --tta\n"
-          f"      fertune serve --model {folder / 'ensemble'}\n"
+    best_dir, ensemble_dir = folder / runs.BEST_DIR, folder / runs.ENSEMBLE_DIR
+    print(f"\nResults: {folder}  ({runs.RESULTS}, {best_dir.name}/, {ensemble_dir.name}/, {runs.SEARCH})\n"
+          f"Next: fertune eval --model {best_dir} --data {data_arg} --tta\n"
+          f"      fertune serve --model {ensemble_dir}\n"
           f"      fertune report {folder}\n"
           f"      fertune search --name {folder.name} --show")
 
@@ -315,7 +316,7 @@ def show(args: Any) -> int:
     try:
         df = collect_results(_experiment_path(settings), space)
     except Exception as err:  # noqa: BLE001  (no state saved yet, or remote storage unreachable)
-        parquet = folder / "results.parquet"
+        parquet = folder / runs.RESULTS
         if not parquet.is_file():
             raise FileNotFoundError(f"{folder} has no results yet ({type(err).__name__}: {err}); "
                                     f"wait for the first trial to report") from None

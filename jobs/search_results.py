@@ -6,7 +6,6 @@ Everything is read from Tune's experiment folder (local or remote storage) throu
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from pathlib import Path
@@ -15,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fer_core import runs
+from fer_core.runs import EPOCH_METRICS, objective_column
 from jobs.search_space import SearchSpace
-
-EPOCH_METRICS = ("val_acc", "val_macro_f1", "val_loss")
 
 
 # ------------------------------------------------------------------------------------------ collecting
@@ -40,22 +39,19 @@ def _trial_row(trial: Any, history: pd.DataFrame, space: SearchSpace) -> dict[st
         h = history.dropna(subset=["epoch"]).drop_duplicates(subset="epoch", keep="last").sort_values("epoch")
         last = h.iloc[-1]
         row["epochs"] = int(last["epoch"])
-        for m in EPOCH_METRICS:
-            if m in h:
-                row[f"best_{m}"] = float(h[m].min() if m == "val_loss" else h[m].max())
-                row[f"last_{m}"] = float(last[m])
+        row.update(runs.metric_summary(h.to_dict("records")))
         row["train_seconds"] = float(last.get("train_seconds", np.nan))
         if "latency_ms" in h:
             row["latency_ms"] = float(last["latency_ms"])
         if "node_id" in h:
             row["nodes"] = ",".join(sorted(set(map(str, h["node_id"].dropna()))))
         planned = int(last.get("epochs_planned", row["epochs"]))
-        if row["status"] == "TERMINATED" and row["epochs"] < planned:
-            row["status"] = "STOPPED_EARLY"  # ASHA, the time budget or the trial's own patience stopped it
-    elif row["status"] == "TERMINATED":
-        row["status"] = "STOPPED_EARLY"  # the time budget ended the search before its first epoch
+        if row["status"] == runs.TERMINATED and row["epochs"] < planned:
+            row["status"] = runs.STOPPED_EARLY  # ASHA, the time budget or the trial's own patience stopped it
+    elif row["status"] == runs.TERMINATED:
+        row["status"] = runs.STOPPED_EARLY  # the time budget ended the search before its first epoch
     checkpoint = trial.checkpoint
-    row["checkpoint"] = _uri(f"{checkpoint.path}/best.pt", checkpoint.filesystem) if checkpoint else None
+    row["checkpoint"] = _uri(f"{checkpoint.path}/{runs.BEST}", checkpoint.filesystem) if checkpoint else None
     return row
 
 
@@ -82,13 +78,9 @@ def collect_results(experiment_path: str, space: SearchSpace) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _objective_column(metric: str) -> str:
-    return "latency_ms" if metric == "latency_ms" else f"best_{metric}"
-
-
 def pareto_front(df: pd.DataFrame, space: SearchSpace) -> pd.Series:
     """True for trials no other trial beats on one objective without losing on the other."""
-    cols = [_objective_column(m) for m in space.metrics]
+    cols = [objective_column(m) for m in space.metrics]
     if any(c not in df for c in cols):
         return pd.Series(False, index=df.index)
     signs = np.array([1.0 if mode == "max" else -1.0 for mode in space.modes])
@@ -119,7 +111,7 @@ def format_leaderboard(df: pd.DataFrame, space: SearchSpace, limit: int | None =
                          "trial": [f"{t}{' (default)' if t == 0 else ''}" for t in df["trial"]],
                          "status": df["status"], "epochs": df["epochs"]})
     for m in space.metrics:
-        col = _objective_column(m)
+        col = objective_column(m)
         show[m] = df[col] if col in df else np.nan
     if space.multi_objective:
         show["pareto"] = np.where(df["pareto"], "*", "")
@@ -147,8 +139,8 @@ def format_leaderboard(df: pd.DataFrame, space: SearchSpace, limit: int | None =
 
 def write_results(df: pd.DataFrame, folder: Path) -> Path:
     """results.parquet in the search folder (written to a temp name, then renamed)."""
-    out = folder / "results.parquet"
-    tmp = folder / ".results.parquet.tmp"
+    out = folder / runs.RESULTS
+    tmp = folder / f".{runs.RESULTS}.tmp"
     df.to_parquet(tmp, index=False)
     tmp.replace(out)
     return out
@@ -175,21 +167,22 @@ def _sibling(uri: str, name: str) -> str:
 
 def export_best(row: pd.Series, folder: Path, data: Any, data_arg: str) -> dict[str, Any]:
     """best/: a train run folder for the chosen trial (config.yaml, metrics.csv, weights/best.pt, eval.json)."""
-    from fer_core.train import final_evaluation
+    from fer_core.evaluate import evaluate
 
-    best = folder / "best"
+    best = folder / runs.BEST_DIR
     if best.exists():
         shutil.rmtree(best)  # our own export from an earlier finish of this search (e.g. before --resume)
-    fetch_file(row["checkpoint"], best / "weights" / "best.pt")
-    for name in ("config.yaml", "metrics.csv"):
+    fetch_file(row["checkpoint"], runs.weights(best))
+    for name in (runs.CONFIG, runs.METRICS):
         try:
             fetch_file(_sibling(row["checkpoint"], name), best / name)
         except (FileNotFoundError, OSError):
             pass
-    trial = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-    (best / "trial.json").write_text(json.dumps(trial, indent=2, default=str))
-    (best / "data.json").write_text(json.dumps({"data": str(data_arg), "classes": None}))
-    return final_evaluation(best / "weights" / "best.pt", data, tta=True, out=best / "eval.json")
+    runs.write_json(best / runs.TRIAL, {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    runs.write_data_json(best, data_arg)
+    result = evaluate(runs.weights(best), data, tta=True)
+    result.write(best / runs.EVAL)
+    return result.report
 
 
 def _split_score(probs: np.ndarray, labels: np.ndarray, metric: str) -> float:
@@ -226,47 +219,35 @@ def greedy_members(val_probs: list[np.ndarray], labels: np.ndarray, metric: str)
 def export_ensemble(df: pd.DataFrame, folder: Path, data: Any, top_k: int, space: SearchSpace) -> dict[str, Any] | None:
     """ensemble/: members picked greedily on validation among the top-k trials, their best checkpoints
     copied in; the averaged probabilities evaluated on test."""
+    from fer_core.evaluate import evaluate
     from fer_core.infer import Predictor
-    from fer_core.metrics import classification_report
 
     pool = df[df["checkpoint"].notna() & df["score"].notna()].head(top_k)
     if pool.empty:
         return None
-    ens = folder / "ensemble"
+    ens = folder / runs.ENSEMBLE_DIR
     if ens.exists():
         shutil.rmtree(ens)
     candidates = []
     for _, row in pool.iterrows():
-        rel = f"members/{row['trial_id']}.pt"
+        rel = f"{runs.MEMBERS_DIR}/{row['trial_id']}.pt"
         fetch_file(row["checkpoint"], ens / rel)
         candidates.append({"checkpoint": rel, "trial_id": row["trial_id"], "trial": int(row["trial"]),
                            space.metric: float(row["score"]), "source": row["checkpoint"]})
     selection = "all of the top-k (no validation split to choose on)"
     members = candidates
     if data.val is not None and len(candidates) > 1:
-        val_probs = [Predictor(ens / member["checkpoint"], device="cpu").predict_crops(data.val.images)
-                     for member in candidates]
+        val_probs = [evaluate(ens / member["checkpoint"], data, "val", device="cpu").probs for member in candidates]
         keep = greedy_members(val_probs, np.asarray(data.val.labels), space.metric)
         members = [candidates[i] for i in keep]
         for i, member in enumerate(candidates):
             if i not in keep:
                 (ens / member["checkpoint"]).unlink()
         selection = f"greedy forward selection on val {space.metric} among the top {len(candidates)}"
-    (ens / "members.json").write_text(json.dumps({"members": members, "metric": space.metric, "selection": selection,
-                                                  "candidates": [c["trial"] for c in candidates]}, indent=2))
-    split, name = (data.test, "test") if data.test is not None else (data.val, "val")
-    from fer_core.train import predict_probs
-
-    predictor = Predictor(ens, device="cpu")  # loads members.json exactly as eval/serve will
-    probs = np.zeros((len(split), 7))
-    probs_tta = np.zeros((len(split), 7))
-    for model, pre, (bf16, channels_last) in predictor.members:  # one pass each: plain and flip-TTA probabilities
-        p, p_tta = predict_probs(model, split.images, pre["mean"], pre["std"], tta=True, bf16=bf16,
-                                 channels_last=channels_last)
-        probs += p / len(predictor.members)
-        probs_tta += p_tta / len(predictor.members)
-    report = classification_report(probs, np.asarray(split.labels), name, probs_tta=probs_tta)
-    report["members"] = len(members)
-    report["selection"] = selection
-    (ens / "eval.json").write_text(json.dumps(report, indent=2))
-    return report
+    runs.write_json(ens / runs.MEMBERS, {"members": members, "metric": space.metric, "selection": selection,
+                                         "candidates": [c["trial"] for c in candidates]})
+    # loads members.json exactly as eval and serve will
+    result = evaluate(Predictor(ens, device="cpu", batch_size=512), data, tta=True)
+    result.report.update(members=len(members), selection=selection)
+    result.write(ens / runs.EVAL)
+    return result.report

@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fer_core import runs
+
 # Test-only fault injection: "INDEX:EPOCH" makes trial number INDEX (0 = the default configuration)
 # kill its own worker process once, just before it reports epoch EPOCH (so it resumes from EPOCH - 1).
 CRASH_ENV = "FERTUNE_TEST_CRASH"
-CHECKPOINT_FILES = ("weights/last.pt", "weights/best.pt", "metrics.csv", "config.yaml")
+# a trial's run folder files that each Tune checkpoint carries (flat inside the checkpoint)
+CHECKPOINT_FILES = (f"{runs.WEIGHTS}/{runs.LAST}", f"{runs.WEIGHTS}/{runs.BEST}", runs.METRICS, runs.CONFIG)
 
 
 def trial_index(trial: Any) -> int:
@@ -72,8 +75,6 @@ def _maybe_crash(index: int, epoch: int, marker_dir: str) -> None:
 
 def _restore(checkpoint: Any, run_dir: Path) -> tuple[int, float]:
     """Copy a Tune checkpoint's files into run_dir; returns (its epoch, training seconds up to it)."""
-    from fer_core.train import read_metrics_csv
-
     with checkpoint.as_directory() as src:
         for name in CHECKPOINT_FILES:
             if (Path(src) / Path(name).name).is_file():
@@ -81,8 +82,8 @@ def _restore(checkpoint: Any, run_dir: Path) -> tuple[int, float]:
                 shutil.copyfile(Path(src) / Path(name).name, run_dir / name)
     from fer_core.checkpoint import load_checkpoint
 
-    epoch = int(load_checkpoint(run_dir / "weights" / "last.pt")["epoch"])
-    rows = [r for r in read_metrics_csv(run_dir / "metrics.csv") if r["epoch"] <= epoch]
+    epoch = int(load_checkpoint(runs.weights(run_dir, runs.LAST))["epoch"])
+    rows = [r for r in runs.read_metrics(run_dir) if r["epoch"] <= epoch]
     return epoch, float(sum(r["seconds"] for r in rows))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from fer_core.face_finder import FaceFinder
-from fer_core.infer import resolve_checkpoints
+from fer_core.runs import resolve_checkpoints
 from fer_core.video_frames import check_input
 from jobs.video_outputs import _atomic, is_complete
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fer_core import temporal
-from fer_core.checkpoint import atomic_write_text
+from fer_core.runs import atomic_write_text
 from fer_core.labels import CLASSES
 
 OUTPUT_FILES = ("frames.parquet", "segments.csv", "summary.json")  # timeline.png is optional (matplotlib)

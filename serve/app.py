@@ -109,7 +109,7 @@ def settings_from_dict(args: dict[str, Any]) -> ServeSettings:
         raise ValueError(f"--device {s.device!r}: expected auto, cpu or cuda")
     if min(s.max_bytes, s.max_pixels, s.max_images) < 1 or s.num_cpus <= 0:
         raise ValueError("max_bytes, max_pixels, max_images and num_cpus must be positive")
-    from fer_core.infer import resolve_checkpoints
+    from fer_core.runs import resolve_checkpoints
 
     resolve_checkpoints(s.model)  # a missing or empty model fails here, not inside a replica
     s.model = str(Path(s.model).resolve())  # replicas may run with another working directory
@@ -388,7 +388,7 @@ def main(args: Any) -> int:
                             "max_batch_size": args.max_batch_size, "batch_wait_ms": args.batch_wait_ms,
                             "device": args.device, "api_key": args.api_key})
     if s.device == "cuda":
-        from fer_core.train import resolve_device
+        from fer_core.device import resolve_device
 
         resolve_device("cuda")  # no GPU: a clear error now, not an unschedulable replica later
     warning = exposure_warning(s)

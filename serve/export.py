@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from fer_core import faces
-from fer_core.checkpoint import atomic_write_text
+from fer_core.runs import atomic_write_text
 
 TOLERANCE = 1e-4
 FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
@@ -43,13 +43,13 @@ def load_for_export(model_path: str | Path) -> tuple[ProbabilityModel, dict[str,
 
     # fp32 in NCHW: the exported file is the exact reference computation, whatever this machine serves in
     predictor = Predictor(model_path, device="cpu", precision="fp32")
-    pres = [pre for _, pre, _ in predictor.members]
+    pres = [member.preprocess for member in predictor.members]
     keys = ("img_size", "mean", "std")
     if any(tuple(p[k] for k in keys) != tuple(pres[0][k] for k in keys) for p in pres):
         raise ValueError(f"ensemble members of {model_path} use different preprocessing "
                          f"({[{k: p[k] for k in keys} for p in pres]}); one exported graph needs one input "
                          f"contract: export the members one by one")
-    wrapped = ProbabilityModel([m for m, _, _ in predictor.members]).eval()
+    wrapped = ProbabilityModel([member.network for member in predictor.members]).eval()
     return wrapped, dict(pres[0]), predictor.model_id
 
 
@@ -81,7 +81,7 @@ def contract(pre: dict[str, Any], model_id: str, source: Path, fmt: str) -> dict
 
 def output_paths(model_path: Path, fmt: str, out: str | None) -> tuple[Path, Path]:
     """(model file, preprocess.json). Default: <model folder>/export/; --out is a folder or a file name."""
-    from fer_core.infer import resolve_checkpoints
+    from fer_core.runs import resolve_checkpoints
 
     _, folder = resolve_checkpoints(model_path)
     if out is None:

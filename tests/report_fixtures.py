@@ -38,12 +38,13 @@ def demo():
 @functools.lru_cache(maxsize=None)
 def trained_run() -> Path:
     from fer_core.config import resolve
-    from fer_core.train import final_evaluation, fit
+    from fer_core.evaluate import evaluate
+    from fer_core.train import fit
 
     run = Path(tempfile.mkdtemp(prefix="fertune-report-run-")) / "exp"
     fit(resolve({"model": "cnn_small", "epochs": 3}), demo(), run_dir=run, log=lambda *a, **k: None)
     (run / "data.json").write_text(json.dumps({"data": "demo", "classes": None}))
-    final_evaluation(run / "weights" / "best.pt", demo(), tta=False, out=run / "eval.json")
+    evaluate(run, demo()).write(run / "eval.json")
     return run
 
 
@@ -68,7 +69,7 @@ def _trial_runs() -> tuple[Path, list[dict]]:
 
 def search_folder(root: Path, name: str = "s1", two_metrics: bool = False, finished: bool = True) -> Path:
     """A search folder in SPEC.md's layout (see the module docstring)."""
-    from fer_core.train import final_evaluation
+    from fer_core.evaluate import evaluate
 
     base, trials = _trial_runs()
     folder = root / name
@@ -123,7 +124,7 @@ def search_folder(root: Path, name: str = "s1", two_metrics: bool = False, finis
     for f in ("metrics.csv", "config.yaml"):
         shutil.copyfile(best_src / f, best / f)
     (best / "data.json").write_text(json.dumps({"data": "demo", "classes": None}))
-    final_evaluation(best / "weights" / "best.pt", demo(), tta=False, out=best / "eval.json")
+    evaluate(best, demo()).write(best / "eval.json")
     ens = folder / "ensemble"
     (ens / "members").mkdir(parents=True)
     members = []

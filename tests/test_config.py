@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from fer_core import config
+from fer_core.models import model_preset
 
 
 def test_defaults_are_the_seed_recipe():
@@ -16,7 +17,7 @@ def test_set_parses_types_and_model_preset_applies_under_user_values():
     over = config.parse_set(["model=cnn_small", "lr=3e-4", "flip=false", "erase_scale=0.05,0.2", "dropout2=null"])
     cfg = config.resolve(over)
     assert cfg.lr == 3e-4 and cfg.flip is False and cfg.erase_scale == [0.05, 0.2] and cfg.dropout2 is None
-    preset = config.MODEL_PRESETS["cnn_small"]
+    preset = model_preset("cnn_small")
     assert all(getattr(cfg, k) == v for k, v in preset.items() if k != "lr")
 
 

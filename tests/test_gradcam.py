@@ -10,7 +10,7 @@ from analysis.gradcam import gradcam, mass_in_box, overlay
 from fer_core.checkpoint import load_checkpoint, model_from_checkpoint
 from fer_core.labels import CLASSES
 from fer_core.synthetic import make_faces
-from fer_core.train import predict_probs
+from fer_core.infer import predict_probs
 from report_fixtures import trained_run
 
 HAPPY, NEUTRAL = CLASSES.index("happy"), CLASSES.index("neutral")

@@ -1,55 +1,146 @@
-"""SPEC.md's import rule: fer_core never imports ray; jobs, serve and analysis never import each other
-(the CLI module alone dispatches to them lazily)."""
+"""The architecture rules a reviewer checks by hand, as tests:
+- fer_core never imports ray; jobs, serve and analysis never import each other (the CLI module alone
+  dispatches to them lazily);
+- fer_core has no import cycle (lazy imports inside functions count too);
+- no module of the four packages is over 400 lines;
+- no run-file name ("eval.json", "metrics.csv", ...) is spelled outside fer_core/runs.py.
+"""
 from __future__ import annotations
 
 import ast
-
-import pytest
+import shutil
+from pathlib import Path
 
 from conftest import REPO
 
 PACKAGES = ("fer_core", "jobs", "serve", "analysis")
+MAX_LINES = 400
 
 
-def imported_modules(path):
-    tree = ast.parse(path.read_text(), filename=str(path))
+def _modules(root: Path, package: str):
+    for path in sorted((root / package).rglob("*.py")):
+        yield path, ast.parse(path.read_text(), filename=str(path))
+
+
+def imported_modules(tree: ast.AST):
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield alias.name, node.lineno
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             yield node.module, node.lineno
+            for alias in node.names:  # `from fer_core import runs` imports the module fer_core.runs
+                yield f"{node.module}.{alias.name}", node.lineno
         elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "__import__" and node.args:
             if isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 yield node.args[0].value, node.lineno
 
 
-def violations():
+def violations(root: Path = REPO) -> list[str]:
     found = []
     for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
-            rel = path.relative_to(REPO).as_posix()
-            for module, line in imported_modules(path):
+        for path, tree in _modules(root, package):
+            rel = path.relative_to(root).as_posix()
+            for module, line in imported_modules(tree):
                 top = module.split(".")[0]
                 if package == "fer_core" and top in ("ray", "jobs", "serve", "analysis"):
                     found.append(f"{rel}:{line} imports {module}")
                 elif package != "fer_core" and top in PACKAGES and top not in (package, "fer_core"):
                     if rel != "jobs/cli.py":
                         found.append(f"{rel}:{line} imports {module}")
-    return found
+    return sorted(set(found))
 
 
 def test_import_rule_holds():
     assert violations() == []
 
 
-def test_checker_catches_a_wrong_import(tmp_path, monkeypatch):
-    bad = REPO / "serve" / "_import_rule_probe.py"
-    bad.write_text("from jobs.cli import main\n")
-    try:
-        assert any("serve/_import_rule_probe.py" in v for v in violations())
-    finally:
-        bad.unlink()
+def test_checker_catches_a_wrong_import(tmp_path):
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "serve" / "probe.py").write_text("from jobs.cli import main\n")
+    (tmp_path / "fer_core" / "probe.py").write_text("def f():\n    import ray\n")
+    assert violations(tmp_path) == ["fer_core/probe.py:2 imports ray", "serve/probe.py:1 imports jobs.cli",
+                                    "serve/probe.py:1 imports jobs.cli.main"]
+
+
+def import_graph(root: Path = REPO) -> dict[str, set[str]]:
+    """fer_core module -> the fer_core modules it imports, at the top or inside functions."""
+    names = {}
+    for path, _ in _modules(root, "fer_core"):
+        parts = path.relative_to(root).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in names.items():
+        tree = ast.parse(path.read_text())
+        graph[name] = {m for m, _ in imported_modules(tree) if m in names and m != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (cycle := visit(dep)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_fer_core_has_no_import_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_is_over_400_lines():
+    long = [f"{p.relative_to(REPO)}: {n}" for package in PACKAGES for p, _ in _modules(REPO, package)
+            if (n := len(p.read_text().splitlines())) > MAX_LINES]
+    assert long == []
+
+
+def run_file_literals(root: Path = REPO) -> list[str]:
+    """String constants (docstrings aside) that spell a run-file name, outside fer_core/runs.py."""
+    import importlib
+
+    runs = importlib.import_module("fer_core.runs")
+    names = {v for k, v in vars(runs).items() if k.isupper() and isinstance(v, str) and "." in v}
+    found = []
+    for package in PACKAGES:
+        for path, tree in _modules(root, package):
+            rel = path.relative_to(root).as_posix()
+            if rel == "fer_core/runs.py":
+                continue
+            docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                          if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                          and node.body and isinstance(node.body[0], ast.Expr)
+                          and isinstance(node.body[0].value, ast.Constant)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                    hits = [n for n in names if n in node.value]
+                    if hits:
+                        found.append(f"{rel}:{node.lineno} {sorted(hits)}")
+    return found
+
+
+def test_run_file_names_are_spelled_only_in_runs_py():
+    assert run_file_literals() == []
 
 
 def test_cli_imports_no_heavy_package_at_start():

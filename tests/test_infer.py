@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from fer_core import config
-from fer_core.infer import Predictor, resolve_checkpoints
-from fer_core.train import evaluate, fit, use_bf16, use_channels_last
+from fer_core.device import use_bf16, use_channels_last
+from fer_core.evaluate import evaluate
+from fer_core.infer import Predictor
+from fer_core.runs import resolve_checkpoints
+from fer_core.train import fit, validate
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +49,13 @@ def test_crops_match_the_training_evaluation(trained, demo_data):
     split = type(demo_data.test)(demo_data.test.images[:300], demo_data.test.labels[:300])
     # "auto" computes as training validated (bf16 autocast where the CPU has native bf16)...
     bf16, channels_last = use_bf16(cfg, torch.device("cpu")), use_channels_last(cfg, model)
-    ref = evaluate(model.to(memory_format=torch.channels_last) if channels_last else model, split, cfg,
+    ref = validate(model.to(memory_format=torch.channels_last) if channels_last else model, split, cfg,
                    bf16=bf16, channels_last=channels_last)
     assert predictor.info()["precision"] == ("bf16" if bf16 else "fp32")
     assert np.allclose(probs, ref.probs, atol=1e-5)
     # ...and "fp32" is the exact reference computation
     exact = Predictor(run, device="cpu", precision="fp32")
-    assert np.allclose(exact.predict_crops(split.images), evaluate(model.to(memory_format=torch.contiguous_format),
+    assert np.allclose(exact.predict_crops(split.images), validate(model.to(memory_format=torch.contiguous_format),
                                                                     split, cfg).probs, atol=1e-5)
     assert (probs.argmax(1) == demo_data.test.labels[:300]).mean() > 0.8
     tta = Predictor(run, device="cpu", tta=True).predict_crops(demo_data.test.images[:300])
@@ -77,9 +80,7 @@ def test_whole_images_detect_then_classify(trained):
 
 
 def test_info_names_classes_and_metrics(trained, demo_data):
-    from fer_core.train import final_evaluation
-
     run, _ = trained
-    final_evaluation(run / "weights" / "best.pt", demo_data, out=run / "eval.json")
+    evaluate(run, demo_data).write(run / "eval.json")
     info = Predictor(run).info()
     assert info["classes"][0] == "angry" and info["metrics"]["split"] == "test" and info["config"]["model"] == "cnn_small"

@@ -7,15 +7,17 @@ import torch
 
 from fer_core import config
 from fer_core.checkpoint import load_checkpoint, model_from_checkpoint
+from fer_core.device import use_bf16, use_channels_last
+from fer_core.evaluate import evaluate
 from fer_core.sampling import epoch_indices, focus_weights
-from fer_core.train import evaluate, final_evaluation, fit, lr_factor, use_bf16, use_channels_last
+from fer_core.train import fit, lr_factor, validate
 
 
 def test_cnn_small_learns_synthetic_faces(demo_data, tmp_path):
     """Acceptance: cnn_small, 2,000 synthetic train images, 3 epochs, seed 0 -> > 80 % on 1,000 test images."""
     cfg = config.resolve({"model": "cnn_small", "epochs": 3, "seed": 0})
     result = fit(cfg, demo_data, run_dir=tmp_path, log=lambda s: None)
-    report = final_evaluation(tmp_path / "weights" / "best.pt", demo_data, tta=True, out=tmp_path / "eval.json")
+    report = evaluate(tmp_path, demo_data, tta=True).report
     assert report["split"] == "test" and report["n"] == 1000
     assert report["accuracy"] > 0.80, report["accuracy"]
     assert result.epochs_done == 3
@@ -29,7 +31,7 @@ def test_cnn_small_learns_synthetic_faces(demo_data, tmp_path):
     # the final evaluation computes as training validated (bf16 autocast where the CPU has native bf16)
     bf16, channels_last = use_bf16(cfg, torch.device("cpu")), use_channels_last(cfg, model)
     model = model.to(memory_format=torch.channels_last) if channels_last else model
-    again = evaluate(model, demo_data.test, cfg, bf16=bf16, channels_last=channels_last)
+    again = validate(model, demo_data.test, cfg, bf16=bf16, channels_last=channels_last)
     assert again.accuracy(demo_data.test.labels) == pytest.approx(report["accuracy"])
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0] == "epoch,lr,train_loss,train_acc,val_loss,val_acc,val_macro_f1,seconds" and len(rows) == 4
@@ -72,10 +74,24 @@ def test_schedules():
     assert lr_factor(warm, 4, 100, 10) == pytest.approx(0.5) and lr_factor(warm, 9, 100, 10) == pytest.approx(1.0)
 
 
-def test_bf16_autocast_and_eval_agree_on_cpu(demo_data):
+def test_bf16_autocast_and_eval_agree_on_cpu(demo_data, tmp_path):
+    """A run trained with amp=bf16 is scored in bf16 by every scorer ("auto" precision), exactly as its
+    epochs were validated; "fp32" scores it in fp32, which gives other (close) probabilities."""
     cfg = config.resolve({"model": "cnn_small", "epochs": 1, "train_subset": 200, "batch_size": 32, "amp": "bf16"})
-    result = fit(cfg, demo_data, log=lambda s: None)
+    result = fit(cfg, demo_data, run_dir=tmp_path, log=lambda s: None)
     assert result.epochs_done == 1 and np.isfinite(result.best_metric)
+    auto = evaluate(tmp_path, demo_data, "val", device="cpu")
+    assert auto.report["precision"] == "bf16"
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "weights" / "best.pt"))
+    channels_last = use_channels_last(cfg, model)
+    model = model.to(memory_format=torch.channels_last) if channels_last else model
+    validated = validate(model, demo_data.val, cfg, bf16=True, channels_last=channels_last)
+    assert np.allclose(auto.probs, validated.probs, atol=1e-6)
+    assert auto.report["accuracy"] == pytest.approx(result.history[-1]["val_acc"])
+    fp32 = evaluate(tmp_path, demo_data, "val", device="cpu", precision="fp32")
+    assert fp32.report["precision"] == "fp32"
+    gap = np.abs(fp32.probs - auto.probs).max()
+    assert 0 < gap < 0.05, gap
 
 
 def test_real_data_smoke(fer_parquet, tmp_path):
@@ -85,7 +101,7 @@ def test_real_data_smoke(fer_parquet, tmp_path):
     data = load_data(fer_parquet)
     cfg = config.resolve({"model": "cnn_small", "epochs": 1, "train_subset": 400, "batch_size": 32})
     result = fit(cfg, data, run_dir=tmp_path, log=lambda s: None)
-    report = final_evaluation(tmp_path / "weights" / "best.pt", data, tta=True)
+    report = evaluate(tmp_path, data, tta=True).report
     assert result.epochs_done == 1 and report["n"] == 3589 and report["split"] == "test"
     assert sum(row["support"] for row in report["per_class"].values()) == 3589
 

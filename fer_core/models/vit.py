@@ -52,6 +52,7 @@ class FerViT(nn.Module):
         return self.vit.parameters()
 
 
-@register_model
+@register_model(preset={"lr": 3e-4, "optimizer": "adamw", "weight_decay": 0.05, "warmup_epochs": 2.0,
+                        "head_width": 0})
 def vit(num_classes: int = 7, **kwargs) -> nn.Module:
     return FerViT(num_classes=num_classes, **kwargs)
