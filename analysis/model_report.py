@@ -53,8 +53,8 @@ def model_section(page: Page, out: Path, model_path: Path, data, anchor: str, ti
     """Add the section for the model at `model_path`; returns its evaluation dict (None without data)."""
     page.section(anchor, title)
     if data is None:
-        page.note("No data to evaluate on: the folder has no data.json; pass `fertune report FOLDER --data PATH`. "
-                  "Showing the saved eval.json only.")
+        page.note(f"No data to evaluate on: the folder has no {runs.DATA}; pass `fertune report FOLDER --data PATH`. "
+                  f"Showing the saved {runs.EVAL} only.")
         report = runs.read_json(model_path / runs.EVAL)
         if report is not None:
             page.figure(plots.confusion(np.array(report["confusion"]), CLASSES, out / f"{anchor}_confusion.png",

@@ -160,7 +160,7 @@ def build(folder: Path, out: Path, page: Page, data_override: str | None) -> Non
     df = trials_from_storage(folder, saved, metrics_[0]) if live else pd.read_parquet(folder / runs.RESULTS)
     metrics_, modes = objectives(saved, df)
     if live and df.empty:
-        raise FileNotFoundError(f"{folder} has no results.parquet and no trial has reported yet; "
+        raise FileNotFoundError(f"{folder} has no {runs.RESULTS} and no trial has reported yet; "
                                 "wait for the first epoch, or pass a finished search folder")
     if "trial" not in df:
         df["trial"] = range(len(df))
@@ -190,7 +190,7 @@ def _leaderboard(page: Page, df: pd.DataFrame, metrics_: list[str], params: dict
     counts = df["status"].value_counts().to_dict() if "status" in df else {}
     page.kpis({"trials": str(len(df)), **{s.lower(): str(n) for s, n in counts.items()}})
     if live:
-        page.note("results.parquet is written when the search ends; this table comes from Ray Tune's trial folders.")
+        page.note(f"{runs.RESULTS} is written when the search ends; this table comes from Ray Tune's trial folders.")
     cols = [c for c in ("rank", "trial", "status", "epochs") if c in df]
     cols += [objective_column(m) for m in metrics_ if objective_column(m) in df]
     cols += [c for c in ("best_val_acc", "best_val_macro_f1", "last_val_macro_f1") if c in df and c not in cols]
@@ -240,14 +240,14 @@ def _curves(page: Page, out: Path, df: pd.DataFrame, metric: str) -> None:
     else:
         page.note("No trial was stopped early.")
     if not top and not curves:
-        page.note("No metrics.csv found next to the trials' checkpoints (remote storage?).")
+        page.note(f"No {runs.METRICS} found next to the trials' checkpoints (remote storage?).")
 
 
 def _pareto(page: Page, out: Path, df: pd.DataFrame, metrics_: list[str]) -> None:
     page.section("pareto", "Pareto front")
     x, y = objective_column(metrics_[1]), objective_column(metrics_[0])
     if x not in df or y not in df:
-        page.note(f"Columns {x} and {y} are missing from results.parquet.")
+        page.note(f"Columns {x} and {y} are missing from {runs.RESULTS}.")
         return
     ok = df[[x, y]].notna().all(axis=1)
     front = df["pareto"].fillna(False).astype(bool) if "pareto" in df else pd.Series(False, index=df.index)

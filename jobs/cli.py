@@ -35,17 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_settings(p)
     p.add_argument("--project", default="runs/train", help="parent folder of run folders (default runs/train)")
     p.add_argument("--name", help="run folder name (default: a fresh exp, exp2, ...)")
-    p.add_argument("--resume", action="store_true", help="continue --name from its weights/last.pt")
+    p.add_argument("--resume", action="store_true", help="continue --name from its last finished epoch")
     p.add_argument("--exist-ok", action="store_true", help="write into an existing --name folder")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="training device (default: TrainConfig.device)")
 
-    p = sub.add_parser("eval", help="evaluate a model on a dataset split, write eval.json")
+    p = sub.add_parser("eval", help=f"evaluate a model on a dataset split, write {runs.EVAL}")
     p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/")
     _add_data(p, required=False)
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
     p.add_argument("--labels", metavar="FERPLUS_CSV", help="score against FER+ votes instead of the dataset's labels")
     p.add_argument("--tta", action="store_true", help="also report horizontal-flip test-time augmentation")
-    p.add_argument("--out", help="where to write the eval JSON (default: eval.json beside the model)")
+    p.add_argument("--out", help=f"where to write the eval JSON (default: {runs.EVAL} beside the model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                    help="auto (default): compute as the training run validated (bf16 autocast on CUDA and on "
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Writes FOLDER/report/index.html and its PNGs (viewable offline); see docs/report.md.")
     p.add_argument("folder", help="a train run (runs/train/NAME), a search (runs/search/NAME) or a `fertune video --out` folder")
     p.add_argument("--data", metavar="PATH|demo",
-                   help="data to evaluate the model(s) on (default: the data the run was trained on, from data.json)")
+                   help=f"data to evaluate the model(s) on (default: the data the run was trained on, from {runs.DATA})")
     p.add_argument("--out", help="report folder (default FOLDER/report)")
 
     p = sub.add_parser("demo", help="a short end-to-end run: a 4-trial search on synthetic faces (runs/search/NAME)")

@@ -119,8 +119,12 @@ def run_file_literals(root: Path = REPO) -> list[str]:
     """String constants (docstrings aside) that spell a run-file name, outside fer_core/runs.py."""
     import importlib
 
+    import re
+
     runs = importlib.import_module("fer_core.runs")
     names = {v for k, v in vars(runs).items() if k.isupper() and isinstance(v, str) and "." in v}
+    # the name as a whole path component: "weights/best.pt" and "(eval.json)" count, "_timeline.png" does not
+    pattern = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, sorted(names))) + r")(?!\w)")
     found = []
     for package in PACKAGES:
         for path, tree in _modules(root, package):
@@ -133,9 +137,9 @@ def run_file_literals(root: Path = REPO) -> list[str]:
                           and isinstance(node.body[0].value, ast.Constant)}
             for node in ast.walk(tree):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-                    hits = [n for n in names if n in node.value]
+                    hits = sorted(set(pattern.findall(node.value)))
                     if hits:
-                        found.append(f"{rel}:{node.lineno} {sorted(hits)}")
+                        found.append(f"{rel}:{node.lineno} {hits}")
     return found
 
 
