@@ -57,7 +57,9 @@ EPOCH_METRICS = ("val_acc", "val_macro_f1", "val_loss")
 
 # results.parquet `status` values: Tune's, plus STOPPED_EARLY for a trial that ended before its planned epochs
 TERMINATED, STOPPED_EARLY, RUNNING, ERROR, PENDING = "TERMINATED", "STOPPED_EARLY", "RUNNING", "ERROR", "PENDING"
+PAUSED = "PAUSED"
 STATUS_DONE = (TERMINATED, STOPPED_EARLY)
+UNFINISHED = (PENDING, RUNNING, PAUSED)  # what Tune leaves a stopped search's trials in, to resume them
 
 
 class RunExistsError(FileExistsError):

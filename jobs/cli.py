@@ -3,12 +3,11 @@ without Ray Serve or matplotlib; this module is the only place jobs/, serve/ and
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
 from fer_core import runs
 from fer_core.config import ConfigError
+from fer_core.stop import sigterm_as_interrupt
 
 EPILOG = "Run `fertune COMMAND -h` for a command's flags. Docs: README.md and docs/interfaces.md."
 
@@ -31,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("train", help="train one model (runs/train/NAME)")
-    _add_data(p)
+    _add_data(p, required=False)  # required, except that --resume reads it from the run folder
     _add_model_settings(p)
     p.add_argument("--project", default="runs/train", help="parent folder of run folders (default runs/train)")
     p.add_argument("--name", help="run folder name (default: a fresh exp, exp2, ...)")
@@ -143,20 +142,9 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (docker stop, systemd, Kubernetes) stops a command as Ctrl-C does: the same clean stop, a
-    resumable state and no orphaned Ray processes. The handler re-raises it as SIGINT, so whatever handles
-    Ctrl-C (Python's KeyboardInterrupt, Ray Tune's graceful stop) handles it too."""
-    def forward(signum, frame):
-        signal.raise_signal(signal.SIGINT)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, forward)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _stop_on_sigterm()
+    sigterm_as_interrupt()  # docker stop, systemd, Kubernetes: the same clean stop as Ctrl-C
     try:
         if args.command == "demo":
             return demo(args)

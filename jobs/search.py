@@ -19,6 +19,7 @@ import yaml
 
 from fer_core import runs
 from fer_core.runs import run_folder
+from fer_core.stop import sigterm_as_interrupt
 from jobs.search_space import SearchSpace, default_point, load_space, parse_space
 from jobs.trainable import CRASH_ENV, trial_name
 
@@ -94,6 +95,7 @@ def _init_ray(settings: dict[str, Any]) -> None:
         ray.init(address=settings["address"], **kwargs)
     else:
         ray.init(include_dashboard=False, **kwargs)
+    sigterm_as_interrupt()  # ray.init's own handler exits at once, before Tune saves its state
     logging.getLogger("ray").setLevel(logging.ERROR)
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -269,20 +271,27 @@ def _run(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, 
         wall = time.perf_counter() - t0
         # bench/search_overhead.py compares this wall time (Ray start-up included) with the trials' own time
         runs.write_json(folder / runs.TIMING, {"ray_start_s": ray_start, "search_wall_s": wall})
-        finish(folder, space, settings, data, path)
+        from jobs.search_results import collect_results, write_results
+
+        df = collect_results(path, space)
+        write_results(df, folder)
+        stopped = df["status"].isin(runs.UNFINISHED)
+        if stopped.any():
+            # Ctrl-C or SIGTERM: Tune saved its state and left these trials to resume; exporting a best/ of
+            # a half-run search would pass for a result
+            print(f"\nsearch stopped with {int(stopped.sum())} trial(s) unfinished; state saved in {path}")
+            raise KeyboardInterrupt
+        finish(folder, space, settings, data, df)
         print(f"search wall time {wall:.0f}s (Ray start-up included)")
     finally:
         ray.shutdown()
 
 
-def finish(folder: Path, space: SearchSpace, settings: dict[str, Any], data: Any, path: str) -> None:
-    """results.parquet, the leaderboard, best/ and ensemble/, and what to run next."""
+def finish(folder: Path, space: SearchSpace, settings: dict[str, Any], data: Any, df: Any) -> None:
+    """The leaderboard, best/ and ensemble/ of a finished search's results, and what to run next."""
     from fer_core.metrics import format_report
-    from jobs.search_results import (choose_best, collect_results, export_best, export_ensemble,
-                                     format_leaderboard, write_results)
+    from jobs.search_results import choose_best, export_best, export_ensemble, format_leaderboard
 
-    df = collect_results(path, space)
-    write_results(df, folder)
     print("\n" + format_leaderboard(df, space))
     best = choose_best(df, space)
     if best is None:

@@ -45,6 +45,13 @@ def train(overrides: dict, data_arg: str, project: str, name: str | None, resume
             raise FileNotFoundError(f"cannot resume {folder}: it has no {runs.WEIGHTS}/{runs.LAST} (no epoch "
                                     f"finished); start it again with --exist-ok")
         cfg = cfg_mod.resolve({**saved, **overrides}, config_file)
+        if data_arg is None:  # the data the run was started on
+            recorded = runs.read_data_json(folder) or {}
+            data_arg, classes = recorded.get("data"), classes or recorded.get("classes")
+            if data_arg is None:
+                raise ValueError(f"{folder} does not record its data ({runs.DATA} is missing); pass --data PATH")
+    elif data_arg is None:
+        raise ValueError("fertune train needs --data PATH|demo (a FER2013 Parquet/CSV, an image folder, or demo)")
     else:
         cfg = cfg_mod.resolve(overrides, config_file)  # fails on a bad key before any data is read
         folder = None

@@ -34,3 +34,76 @@ def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None
     """The real `fertune` command line in a subprocess."""
     return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+TAG_ENV = "FERTUNE_TEST_PROCESS_TAG"
+
+
+def start_cli(*args: str, cwd: Path, log: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """The real `fertune` command line started in the background, in its own process session, with a tag
+    in its environment that every process it starts inherits (Ray's raylet, GCS, agents and workers):
+    `tagged_processes(tag)` then finds whatever of it is left."""
+    import uuid
+
+    tag = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=cwd, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO), TAG_ENV: tag, **(env or {})})
+    return proc, tag
+
+
+def tagged_processes(tag: str) -> list[str]:
+    """'pid cmdline' of every live (non-zombie) process whose environment carries `tag`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if f"{TAG_ENV}={tag}".encode() not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{proc.name} {cmdline[:120]}")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def wait_until(condition, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None,
+               every: float = 0.5):
+    """Poll `condition()` until it returns something truthy (returned); fail naming `what` (and the log's
+    tail) on timeout, or as soon as `proc` exits."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(every)
+    tail = log.read_text()[-3000:] if log is not None and log.is_file() else ""
+    pytest.fail(f"{what}: not within {timeout:.0f} s" + (f" (exit {proc.returncode})" if proc and proc.poll() is not None
+                                                          else "") + f"\n{tail}")
+
+
+# A search space small enough for tests: cnn_small on 300 synthetic faces, a few seconds an epoch.
+TINY_SPACE = """\
+metric: {metric}
+space:
+  model: cnn_small
+  epochs: {epochs}
+  train_subset: 300
+  batch_size: 32
+  eval_batch_size: 250
+  patience: 0
+  lr: {{loguniform: [5.0e-4, 5.0e-3]}}
+  dropout: {{uniform: [0.1, 0.6]}}
+"""
+
+def tiny_space(folder: Path, epochs: int = 2, metric: str = "val_macro_f1") -> Path:
+    path = folder / f"tiny{epochs}.yaml"
+    path.write_text(TINY_SPACE.format(epochs=epochs, metric=metric))
+    return path

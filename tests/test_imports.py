@@ -154,3 +154,27 @@ def test_cli_imports_no_heavy_package_at_start():
     code = "import sys, jobs.cli; print(sorted(m for m in ('ray', 'matplotlib', 'serve.app') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def layers_from_docs() -> dict[str, int]:
+    """fer_core module -> its layer's row in the table of fer_core/__init__.py's docstring."""
+    import re
+
+    import fer_core
+
+    rank = {}
+    rows = [line for line in fer_core.__doc__.splitlines() if line.startswith("| ") and "`" in line]
+    for i, row in enumerate(rows):
+        for name in re.findall(r"`([\w/]+)`", row.split("|")[2]):
+            rank["fer_core." + name.strip("/").replace("/", ".")] = i
+    return rank
+
+
+def test_fer_core_layers_import_only_upward():
+    rank = layers_from_docs()
+    graph = import_graph()
+    layer_of = {m: rank.get(m, rank.get(m.rsplit(".", 1)[0])) for m in graph if m != "fer_core"}
+    assert [m for m, r in layer_of.items() if r is None] == [], "place every module in fer_core/__init__.py's table"
+    upward = [f"{m} -> {d}" for m, deps in graph.items() for d in deps
+              if d != "fer_core" and m != "fer_core" and layer_of[d] > layer_of[m]]
+    assert upward == []

@@ -17,29 +17,11 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, tiny_space
 
-TINY = """\
-metric: {metric}
-space:
-  model: cnn_small
-  epochs: {epochs}
-  train_subset: 300
-  batch_size: 32
-  eval_batch_size: 250
-  patience: 0
-  lr: {{loguniform: [5.0e-4, 5.0e-3]}}
-  dropout: {{uniform: [0.1, 0.6]}}
-"""
 COLUMNS = {"trial_id", "status", "epochs", "config/lr", "config/dropout", "best_val_acc", "best_val_macro_f1",
            "last_val_acc", "last_val_macro_f1", "train_seconds", "checkpoint"}
 DONE = {"TERMINATED", "STOPPED_EARLY"}
-
-
-def tiny_space(folder: Path, epochs: int = 2, metric: str = "val_macro_f1") -> Path:
-    path = folder / f"tiny{epochs}.yaml"
-    path.write_text(TINY.format(epochs=epochs, metric=metric))
-    return path
 
 
 def result_rows(experiment: Path) -> dict[str, list[dict]]:
