@@ -1,6 +1,7 @@
 """Face detection (OpenCV's Haar frontal-face cascade) and 48 px crops, shared by serving and video.
 
-The detector settings are the seed pipeline's: scale factor 1.1, minNeighbors 5, minimum size 30 px.
+The detector settings are the seed pipeline's: scale factor 1.1, minNeighbors 5, minimum size 30 px (its
+home is `fertune video --min-face`, fer_core.video_settings).
 """
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_core.video_settings import VideoSettings
+
 Box = tuple[int, int, int, int]  # x, y, w, h
 
 SCALE_FACTOR = 1.1
 MIN_NEIGHBORS = 5
-MIN_SIZE = 30
+MIN_SIZE = VideoSettings.min_face
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 # cv2.CascadeClassifier.detectMultiScale is not safe to call on one object from several threads
