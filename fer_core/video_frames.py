@@ -188,10 +188,10 @@ class Cancelled(Exception):
 
 
 def find_faces_in_video(path: str | Path, sample_fps: float = VideoSettings.sample_fps,
-                        detect_every: int = FaceFinder.detect_every, min_size: int = VideoSettings.min_face,
-                        crop_size: int = 48,
-                        cancelled: Callable[[], bool] | None = None) -> VideoFaces:
-    """Sample `path` by timestamp, find and track faces, cut 48 px crops. ValueError when undecodable.
+                        detect_every: int = FaceFinder.detect_every, min_size: int = VideoSettings.min_face, *,
+                        crop_size: int, cancelled: Callable[[], bool] | None = None) -> VideoFaces:
+    """Sample `path` by timestamp, find and track faces, cut `crop_size` px crops (the model's img_size: the
+    crops are cut from the full frame, not resized from smaller ones). ValueError when undecodable.
 
     `cancelled` (optional) is asked before each sampled frame; when it returns True the work stops with
     `Cancelled` (the caller is gone, so finishing the video would only waste the cores).

@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description=f"Per-video {', '.join(runs.VIDEO_OUTPUTS)}, {runs.TIMELINE} and "
                                    f"DIR/{runs.MANIFEST}; reruns skip finished videos. See docs/video.md.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders, globs, or a .txt of paths")
-    p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/")
+    p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/; "
+                                                  "faces are cropped at its input size")
     p.add_argument("--out", required=True, help=f"output folder ({runs.MANIFEST} and one folder per video)")
     add_flags(p, VideoSettings)  # defaults and help live in fer_core.video_settings (also docs/video.md's table)
     p.add_argument("--address", metavar="auto|ray://HOST:PORT", help="join a running Ray cluster (default: start one here)")

@@ -1,7 +1,7 @@
 """The Ray Data pipeline of `fertune video`: one row per video through three stages.
 
   find faces   (tasks, one per video, in parallel)  decode with timestamp sampling, Haar on key frames
-               plus windowed search between them, tracks, 48 px crops
+               plus windowed search between them, tracks, crops at the model's input size
   classify     (an actor pool; on GPU when --gpus-per-worker > 0) all crops of a video in batches
   write        (an actor pool) smoothing, deltas, segments, summary, timeline; summary.json last
 
@@ -121,7 +121,8 @@ def find_faces_row(row: dict[str, Any], settings: dict[str, Any], watch: DriverW
            "frames": 0, "faces": 0}
     try:
         found = find_faces_in_video(row["path"], settings["sample_fps"], settings["detect_every"],
-                                    settings["min_face"], cancelled=watch.gone if watch is not None else None)
+                                    settings["min_face"], crop_size=settings["crop_size"],
+                                    cancelled=watch.gone if watch is not None else None)
     except Cancelled as err:
         raise DriverGone(str(err)) from None
     except ValueError as err:
@@ -293,6 +294,7 @@ def run_plain(tasks: Iterable[dict[str, Any]], settings: dict[str, Any], batch_s
               on_result: Callable[[dict[str, Any]], None]) -> None:
     """The same three stages in this process, one video after another (no Ray): for tests and benchmarks."""
     classifier = Classifier(settings["model_path"], batch_size, "cpu")
+    settings = {**settings, "crop_size": classifier.predictor.img_size}
     import pandas as pd
 
     for task in tasks:
