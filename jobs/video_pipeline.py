@@ -17,6 +17,8 @@ import io
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -235,8 +237,8 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
         address: str | None, on_result: Callable[[dict[str, Any]], None]) -> dict[str, float]:
     """Run the pipeline over `tasks` (path, name, out_dir, key), calling on_result(row) as each video ends.
 
-    Starts a local Ray (or joins `address`) and shuts it down afterwards. Returns wall seconds of
-    start-up and of the pipeline.
+    Starts a local Ray (or joins `address`) and shuts it down afterwards, also when stopped by Ctrl-C or
+    SIGTERM. Returns wall seconds of start-up and of the pipeline.
     """
     import ray
 
@@ -245,10 +247,16 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
     if started_here:
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR",
                                   "log_to_driver": False}
+        main_thread = threading.current_thread() is threading.main_thread()
+        sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
         if address:
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=os.cpu_count(), **kwargs)
+        # ray.init installs its own SIGTERM handler (sys.exit(15)) over the CLI's, which stops as Ctrl-C does
+        # (exit 130 and the resume hint); Ray is still shut down below either way. Put the caller's back.
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
     startup = time.perf_counter() - t0
     import ray.data  # configures its loggers on import: set their level after that
 
