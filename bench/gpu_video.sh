@@ -32,11 +32,11 @@ import torch
 clips_dir, model, copies, smoke, out_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", Path(sys.argv[5])
 
 
-def find(path):
+def find(path, crop_size):
     import cv2
     from fer_core.video_frames import find_faces_in_video
     cv2.setNumThreads(1)
-    f = find_faces_in_video(path, 5.0)  # the default finder, as `fertune video` runs it
+    f = find_faces_in_video(path, crop_size=crop_size)  # the default settings, as `fertune video` runs them
     return path, f.crops, f.frames_sampled, f.info.duration, f.seconds
 
 
@@ -68,7 +68,8 @@ predictor = Predictor(model, device=device, batch_size=1024)
 load = time.perf_counter() - start
 classify = 0.0; frames = faces = 0; video_s = 0.0; steps = {"decode": 0.0, "detect": 0.0}
 with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-    for path, crops, sampled, duration, seconds in pool.map(find, paths):
+    # crops at the model's input size, as `fertune video` cuts them
+    for path, crops, sampled, duration, seconds in pool.map(find, paths, [predictor.img_size] * len(paths)):
         t = time.perf_counter()
         probs = predictor.predict_crops(crops)
         if device == "cuda":

@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from proc_cpu import ProcessCPU  # bench/ is on sys.path when run as a script
+from fer_core import runs
 from fer_core.faces import detect_faces
 from fer_core.temporal import iou
+from fer_core.video_settings import VideoSettings
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = REPO.parent / "shared" / "data" / "video"
@@ -97,7 +99,7 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--clips", default=str(CLIPS))
     ap.add_argument("--copies", type=int, default=20)
-    ap.add_argument("--sample-fps", type=float, default=5.0)
+    ap.add_argument("--sample-fps", type=float, default=VideoSettings.sample_fps)
     ap.add_argument("--out", default="bench/results/video.json")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
@@ -127,22 +129,21 @@ def main() -> None:
         print(f"loop: {loop['seconds']:.1f} s, {loop['frames']} frames, {seconds_of_video / loop['seconds']:.1f}x real time")
 
         out = tmp / "out"
-        job_args = Namespace(inputs=[str(inputs)], model=model, out=str(out), sample_fps=args.sample_fps, window=10,
-                             detector="haar", detect_every=None, min_face=30, batch_size=64, gpus_per_worker=0.0,
-                             address=None)
+        # the job's own defaults (VideoSettings) for every setting but --sample-fps
+        job_args = Namespace(inputs=[str(inputs)], model=model, out=str(out), sample_fps=args.sample_fps, address=None)
         start = time.perf_counter()
         with ProcessCPU() as cpu:
             video.main(job_args)
         ray_seconds = time.perf_counter() - start
-        manifest = pd.read_parquet(out / "manifest.parquet")
+        manifest = pd.read_parquet(out / runs.MANIFEST)
         hit = wanted = 0
         for clip in clips:  # every copy of a clip gives the same boxes; check one copy per clip
             row = manifest[manifest.path.str.contains(f"/{clip.stem}_00")].iloc[0]
-            h, w = recall(clip, pd.read_parquet(Path(row.out_dir) / "frames.parquet"), args.sample_fps)
+            h, w = recall(clip, pd.read_parquet(Path(row.out_dir) / runs.FRAMES), args.sample_fps)
             hit, wanted = hit + h * args.copies, wanted + w * args.copies
         steps = {}
         for row in manifest.itertuples():
-            summary = json.loads((Path(row.out_dir) / "summary.json").read_text()) if row.status == "ok" else {}
+            summary = json.loads((Path(row.out_dir) / runs.SUMMARY).read_text()) if row.status == "ok" else {}
             timings = summary.get("timings", {})
             for k in ("decode", "detect", "classify"):
                 steps[k] = steps.get(k, 0.0) + timings.get(k, 0.0)

@@ -5,7 +5,7 @@ both that and that fer_core has no import cycle):
 
 | layer | modules |
 |---|---|
-| contracts | `labels` (the 7 classes), `runs` (run folders and every run-file name), `settings` (settings dataclasses as CLI flags), `stop` (SIGTERM as Ctrl-C) |
+| contracts | `labels` (the 7 classes), `runs` (run folders and every run-file name), `settings` (settings dataclasses as CLI flags), `video_settings` (`fertune video`'s settings and defaults), `stop` (SIGTERM as Ctrl-C) |
 | data | `dataset` (Split, FerData, split names), `images` (the one decode rule), `readers` (Parquet, CSV, folders), `data` (load_data), `synthetic`, `synthetic_scenes`, `ferplus` |
 | models | `config` (TrainConfig, the one source of training defaults), `models/` (registry, presets, families) |
 | compute | `augment`, `checkpoint`, `device` (where and in what precision), `metrics` |

@@ -19,6 +19,7 @@ import numpy as np
 
 from fer_core import faces
 from fer_core.temporal import Box, iou
+from fer_core.video_settings import KEY_FRAME_INTERVAL
 
 
 @dataclass
@@ -55,7 +56,7 @@ class FaceFinder:
     A face the key frame finds that the frames before it lack is searched backwards through them until
     `backfill_gap` frames in a row miss it. detect_every=1 is the slow reference: full Haar everywhere.
     """
-    detect_every: int = 20
+    detect_every: int = KEY_FRAME_INTERVAL
     empty_every: int = 5
     memory: int = 3
     lost_min_hits: int = 2

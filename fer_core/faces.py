@@ -1,6 +1,8 @@
-"""Face detection (OpenCV's Haar frontal-face cascade) and 48 px crops, shared by serving and video.
+"""Face detection (OpenCV's Haar frontal-face cascade) and face crops, shared by serving and video.
 
-The detector settings are the seed pipeline's: scale factor 1.1, minNeighbors 5, minimum size 30 px.
+The detector settings are the seed pipeline's: scale factor 1.1, minNeighbors 5, minimum size 30 px (its
+home is `fertune video --min-face`, fer_core.video_settings). Crops are cut at the size the caller names:
+the model's input size (its checkpoint's preprocess img_size), never a fixed 48.
 """
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_core.video_settings import VideoSettings
+
 Box = tuple[int, int, int, int]  # x, y, w, h
 
 SCALE_FACTOR = 1.1
 MIN_NEIGHBORS = 5
-MIN_SIZE = 30
+MIN_SIZE = VideoSettings.min_face
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 # cv2.CascadeClassifier.detectMultiScale is not safe to call on one object from several threads
@@ -77,7 +81,7 @@ def largest_first(boxes: list[Box]) -> list[Box]:
     return sorted(boxes, key=lambda b: (-b[2] * b[3], b[1], b[0]))
 
 
-def crop_face(gray: np.ndarray, box: Box, size: int = 48, margin: float = 0.0) -> np.ndarray:
+def crop_face(gray: np.ndarray, box: Box, size: int, margin: float = 0.0) -> np.ndarray:
     """A (size, size) uint8 crop of `box`, squared and resized.
 
     The crop is the square of side max(w, h) * (1 + 2 * margin) centred on the box (margin is the
@@ -106,8 +110,8 @@ def crop_face(gray: np.ndarray, box: Box, size: int = 48, margin: float = 0.0) -
     return cv2.resize(square, (size, size), interpolation=interpolation)
 
 
-def crops_for_image(image: np.ndarray, boxes: list[Box] | None = None,
-                    size: int = 48) -> tuple[np.ndarray, list[Box]]:
+def crops_for_image(image: np.ndarray, boxes: list[Box] | None = None, *,
+                    size: int) -> tuple[np.ndarray, list[Box]]:
     """(N, size, size) uint8 face crops and their boxes; detects faces when `boxes` is None."""
     gray = to_gray(image)
     if boxes is None:
@@ -118,7 +122,7 @@ def crops_for_image(image: np.ndarray, boxes: list[Box] | None = None,
     return np.stack([crop_face(gray, box, size) for box in boxes]), boxes
 
 
-def image_crops(image: np.ndarray, faces: bool = True, size: int = 48) -> tuple[np.ndarray, list[Box]]:
+def image_crops(image: np.ndarray, faces: bool, size: int) -> tuple[np.ndarray, list[Box]]:
     """What every fertune front end classifies: the detected faces' crops and boxes, or with
     faces=False the whole image as one crop (its box = the whole image)."""
     if faces:

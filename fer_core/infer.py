@@ -48,6 +48,13 @@ def predict_probs(model: nn.Module, images_u8: torch.Tensor | np.ndarray, mean: 
     return probs.numpy(), (probs_tta.numpy() if probs_tta is not None else None)
 
 
+def input_size(path: str | Path) -> int:
+    """The side of the crops `Predictor(path)` classifies (its first checkpoint's preprocess img_size), read
+    without building a network: `fertune video` cuts its crops at this size in decoders that never load the model."""
+    files, _ = runs.resolve_checkpoints(path)
+    return int(ckpt_io.load_checkpoint(files[0])["preprocess"]["img_size"])
+
+
 @dataclass
 class FacePrediction:
     box: tuple[int, int, int, int]  # x, y, w, h in the input image

@@ -6,20 +6,37 @@ experiment state, Ray is shut down in a `finally`. `sigterm_as_interrupt` makes 
 by raising SIGINT in its place, so whatever handles Ctrl-C at the time (Python's KeyboardInterrupt, Ray
 Tune's graceful stop) handles SIGTERM too.
 
-`ray.init` installs its own SIGTERM handler (`sys.exit` at once, which skips Tune's last state save), so
-commands that start Ray call this again right after `ray.init`.
+`ray.init` installs its own SIGTERM handler (`sys.exit(15)` at once, which skips Tune's last state save and
+the command's own clean stop), so code that starts Ray does it inside `sigterm_kept()`.
 """
 from __future__ import annotations
 
 import signal
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def _forward(signum, frame) -> None:
     signal.raise_signal(signal.SIGINT)
 
 
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()  # Python accepts handlers nowhere else
+
+
 def sigterm_as_interrupt() -> None:
-    """Route SIGTERM to the Ctrl-C path (main thread only: Python accepts handlers nowhere else)."""
-    if threading.current_thread() is threading.main_thread():
+    """Route SIGTERM to the Ctrl-C path."""
+    if _main_thread():
         signal.signal(signal.SIGTERM, _forward)
+
+
+@contextmanager
+def sigterm_kept() -> Iterator[None]:
+    """Whatever SIGTERM handler the caller had is in place again after the block (around `ray.init`)."""
+    before = signal.getsignal(signal.SIGTERM) if _main_thread() else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fer_core.labels import CLASSES
+from fer_core.video_settings import VideoSettings
 
 Box = tuple[int, int, int, int]  # x, y, w, h
 
@@ -120,7 +121,8 @@ def deltas(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def add_temporal(frames: pd.DataFrame, window: int = 10, alpha: float = EMA_ALPHA) -> pd.DataFrame:
+def add_temporal(frames: pd.DataFrame, window: int = VideoSettings.window,
+                 alpha: float = EMA_ALPHA) -> pd.DataFrame:
     """frames (video, frame, t, face_id, x, y, w, h, p_*) -> SPEC's frames table, sorted by face then t."""
     frames = frames.sort_values(["face_id", "t"], kind="stable").reset_index(drop=True)
     s = np.zeros((len(frames), len(CLASSES)), np.float32)

@@ -19,6 +19,7 @@ import numpy as np
 from fer_core import faces
 from fer_core.face_finder import FaceFinder, FinderStats
 from fer_core.temporal import Box
+from fer_core.video_settings import VideoSettings
 
 # Leading bytes of containers OpenCV's FFmpeg backend reads, to tell "truncated or unknown codec" from
 # "not a video at all" when OpenCV cannot open a file.
@@ -186,10 +187,11 @@ class Cancelled(Exception):
     """Raised by `find_faces_in_video` when its `cancelled` callable says to stop."""
 
 
-def find_faces_in_video(path: str | Path, sample_fps: float = 5.0, detect_every: int = FaceFinder.detect_every,
-                        min_size: int = faces.MIN_SIZE, crop_size: int = 48,
-                        cancelled: Callable[[], bool] | None = None) -> VideoFaces:
-    """Sample `path` by timestamp, find and track faces, cut 48 px crops. ValueError when undecodable.
+def find_faces_in_video(path: str | Path, sample_fps: float = VideoSettings.sample_fps,
+                        detect_every: int = FaceFinder.detect_every, min_size: int = VideoSettings.min_face, *,
+                        crop_size: int, cancelled: Callable[[], bool] | None = None) -> VideoFaces:
+    """Sample `path` by timestamp, find and track faces, cut `crop_size` px crops (the model's img_size: the
+    crops are cut from the full frame, not resized from smaller ones). ValueError when undecodable.
 
     `cancelled` (optional) is asked before each sampled frame; when it returns True the work stops with
     `Cancelled` (the caller is gone, so finishing the video would only waste the cores).

@@ -7,7 +7,9 @@ import sys
 
 from fer_core import runs
 from fer_core.config import ConfigError
+from fer_core.settings import add_flags
 from fer_core.stop import sigterm_as_interrupt
+from fer_core.video_settings import VideoSettings
 
 EPILOG = "Run `fertune COMMAND -h` for a command's flags. Docs: README.md and docs/interfaces.md."
 
@@ -93,19 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exist-ok", action="store_true", help="overwrite an existing export")
 
     p = sub.add_parser("video", help="batch emotion timelines for video files with Ray Data",
-                       description="Per-video frames.parquet, segments.csv, summary.json, timeline.png and "
-                                   "DIR/manifest.parquet; reruns skip finished videos. See docs/video.md.")
+                       description=f"Per-video {', '.join(runs.VIDEO_OUTPUTS)}, {runs.TIMELINE} and "
+                                   f"DIR/{runs.MANIFEST}; reruns skip finished videos. See docs/video.md.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders, globs, or a .txt of paths")
-    p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/")
-    p.add_argument("--out", required=True, help="output folder (manifest.parquet and one folder per video)")
-    p.add_argument("--sample-fps", type=float, default=5.0, help="frames analysed per second of video, by timestamp (default 5)")
-    p.add_argument("--window", type=int, default=10, help="moving-average window in sampled frames (default 10)")
-    p.add_argument("--detector", default="haar", help="haar (full-frame Haar on key frames, tracked between; "
-                   "default) or haar-full (full-frame Haar on every sampled frame)")
-    p.add_argument("--detect-every", type=int, help="key-frame interval in sampled frames while faces are tracked (haar: 20; haar-full: 1)")
-    p.add_argument("--min-face", type=int, default=30, help="smallest face in px (default 30)")
-    p.add_argument("--batch-size", type=int, default=64, help="face crops per classification batch (default 64)")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per classifier actor (default 0: CPU)")
+    p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/; "
+                                                  "faces are cropped at its input size")
+    p.add_argument("--out", required=True, help=f"output folder ({runs.MANIFEST} and one folder per video)")
+    add_flags(p, VideoSettings)  # defaults and help live in fer_core.video_settings (also docs/video.md's table)
     p.add_argument("--address", metavar="auto|ray://HOST:PORT", help="join a running Ray cluster (default: start one here)")
 
     p = sub.add_parser("report", help="HTML report of a train run, search or video output",

@@ -19,7 +19,7 @@ import yaml
 
 from fer_core import runs
 from fer_core.runs import run_folder
-from fer_core.stop import sigterm_as_interrupt
+from fer_core.stop import sigterm_kept
 from jobs.search_space import SearchSpace, default_point, load_space, parse_space
 from jobs.trainable import CRASH_ENV, trial_name
 
@@ -91,11 +91,11 @@ def _init_ray(settings: dict[str, Any]) -> None:
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     if env:
         kwargs["runtime_env"] = {"env_vars": env}
-    if settings["address"]:
-        ray.init(address=settings["address"], **kwargs)
-    else:
-        ray.init(include_dashboard=False, **kwargs)
-    sigterm_as_interrupt()  # ray.init's own handler exits at once, before Tune saves its state
+    with sigterm_kept():  # the CLI's SIGTERM stops as Ctrl-C does: Tune saves its state first
+        if settings["address"]:
+            ray.init(address=settings["address"], **kwargs)
+        else:
+            ray.init(include_dashboard=False, **kwargs)
     logging.getLogger("ray").setLevel(logging.ERROR)
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.ERROR)

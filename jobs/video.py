@@ -1,9 +1,10 @@
 """`fertune video INPUT... --model PATH --out DIR`: emotion timelines for video files with Ray Data.
 
 The driver expands the inputs, checks each one cheaply (missing, unreadable, empty), computes its key
-(file size + mtime + model + settings) and skips inputs whose folder already holds finished outputs
-for that key; only the rest go through the Ray Data pipeline (jobs/video_pipeline.py). The manifest
-is rewritten atomically after every finished video, so it always describes what is on disk.
+(file size + mtime + model + the settings that change the outputs) and skips inputs whose folder already
+holds finished outputs for that key; only the rest go through the Ray Data pipeline
+(jobs/video_pipeline.py). The manifest is rewritten atomically after every finished video, so it always
+describes what is on disk. The settings, their defaults and checks are fer_core.video_settings.VideoSettings.
 """
 from __future__ import annotations
 
@@ -16,15 +17,15 @@ from typing import Any
 
 import pandas as pd
 
-from fer_core.face_finder import FaceFinder
-from fer_core.runs import resolve_checkpoints
+from fer_core import runs
+from fer_core.settings import from_namespace
 from fer_core.video_frames import check_input
+from fer_core.video_settings import VideoSettings
 from jobs.video_outputs import _atomic, is_complete
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
                     ".3gp", ".ogv"}
 LIST_EXTENSIONS = {".txt", ".lst", ".list"}
-DETECTORS = {"haar": FaceFinder.detect_every, "haar-full": 1}  # name -> key-frame interval (1: full Haar on every frame)
 MANIFEST_COLUMNS = ["path", "status", "reason", "frames", "faces", "seconds", "out_dir", "key"]
 
 
@@ -63,12 +64,13 @@ def out_folder(out: Path, path: str) -> Path:
 
 def model_signature(model: str) -> list[dict[str, Any]]:
     """What identifies the model for the key: each checkpoint's absolute path, size and mtime."""
-    files, _ = resolve_checkpoints(model)
+    files, _ = runs.resolve_checkpoints(model)
     return [{"path": str(f.resolve()), "size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files]
 
 
 def input_key(path: str, model_sig: list[dict[str, Any]], settings: dict[str, Any]) -> str:
-    """sha1 of the file's size + mtime, the model and the settings that change the outputs."""
+    """sha1 of the file's size + mtime, the model and the settings that change the outputs
+    (VideoSettings.output_settings())."""
     try:
         st = Path(path).stat()
         file_sig = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -78,31 +80,11 @@ def input_key(path: str, model_sig: list[dict[str, Any]], settings: dict[str, An
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
-def settings_from_args(args) -> dict[str, Any]:
-    """The settings that change a video's outputs (they enter the key), validated."""
-    if args.detector not in DETECTORS:
-        raise ValueError(f"unknown --detector '{args.detector}'; available: {', '.join(DETECTORS)} (a detector "
-                         f"with shipped weights, e.g. MTCNN, is not available yet)")
-    if args.sample_fps <= 0:
-        raise ValueError(f"--sample-fps must be > 0, got {args.sample_fps}")
-    if args.window < 1:
-        raise ValueError(f"--window must be >= 1 sampled frame, got {args.window}")
-    if args.min_face < 24:
-        raise ValueError(f"--min-face must be >= 24 px (the Haar cascade's window), got {args.min_face}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    detect_every = getattr(args, "detect_every", None) or DETECTORS[args.detector]
-    if detect_every < 1:
-        raise ValueError(f"--detect-every must be >= 1, got {detect_every}")
-    return {"sample_fps": float(args.sample_fps), "window": int(args.window), "detector": args.detector,
-            "detect_every": int(detect_every), "min_face": int(args.min_face)}
-
-
 class Manifest:
     """DIR/manifest.parquet: one row per input, rewritten atomically whenever a row changes."""
 
     def __init__(self, out: Path):
-        self.path = out / "manifest.parquet"
+        self.path = out / runs.MANIFEST
         self.rows: dict[str, dict[str, Any]] = {}
         if self.path.is_file():
             for row in pd.read_parquet(self.path).to_dict("records"):
@@ -177,7 +159,9 @@ def plan(paths: list[str], out: Path, manifest: Manifest, model_sig, settings) -
 
 def main(args) -> int:
     out = Path(args.out)
-    settings = settings_from_args(args)
+    # Flags left out are None in `args`: VideoSettings' defaults apply. A bad value fails here, naming the flag.
+    video_settings = from_namespace(VideoSettings, args)
+    settings = video_settings.output_settings()
     model_sig = model_signature(args.model)  # FileNotFoundError names the accepted --model forms
     paths = expand_inputs(args.inputs)
     if not paths:
@@ -212,10 +196,15 @@ def main(args) -> int:
         manifest.set(row)
         progress.update(row)
 
+    from fer_core.infer import input_size
     from jobs import video_pipeline
 
-    job_settings = {**settings, "model": args.model, "model_path": str(Path(args.model).resolve())}
-    wall = video_pipeline.run(tasks, job_settings, args.batch_size, args.gpus_per_worker, args.address, on_result)
+    # Crops are cut at the model's input size in the decoders, which never load the model; the size is
+    # the model's, so the model's part of the key already covers it.
+    job_settings = {**settings, "model": args.model, "model_path": str(Path(args.model).resolve()),
+                    "crop_size": input_size(args.model)}
+    wall = video_pipeline.run(tasks, job_settings, video_settings.batch_size, video_settings.gpus_per_worker,
+                              args.address, on_result)
     statuses = pd.Series([manifest.rows[t["path"]]["status"] for t in tasks]).value_counts().to_dict()
     parts = ", ".join(f"{k} {seconds.get(k, 0.0):.1f}" for k in ("decode", "detect", "classify", "write"))
     print(f"fertune video: done in {wall['total']:.1f} s (Ray start-up {wall['startup']:.1f} s), "

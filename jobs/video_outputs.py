@@ -15,11 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fer_core import temporal
-from fer_core.runs import atomic_write_text
+from fer_core import runs, temporal
 from fer_core.labels import CLASSES
-
-OUTPUT_FILES = ("frames.parquet", "segments.csv", "summary.json")  # timeline.png is optional (matplotlib)
 
 
 def _atomic(path: Path, write) -> None:
@@ -39,10 +36,10 @@ def is_complete(out_dir: str | Path, key: str) -> dict[str, Any] | None:
     """The folder's summary when it holds finished outputs for `key`, else None."""
     out_dir = Path(out_dir)
     try:
-        summary = json.loads((out_dir / "summary.json").read_text())
+        summary = json.loads((out_dir / runs.SUMMARY).read_text())
     except (OSError, ValueError):
         return None
-    if summary.get("key") != key or not all((out_dir / f).is_file() for f in OUTPUT_FILES):
+    if summary.get("key") != key or not all((out_dir / f).is_file() for f in runs.VIDEO_OUTPUTS):
         return None
     return summary
 
@@ -62,7 +59,7 @@ def plot_timeline(frames: pd.DataFrame, path: Path, title: str) -> str:
     try:
         from matplotlib.figure import Figure  # no pyplot: nothing global to close in a long-lived writer
     except ImportError:
-        return "timeline.png not drawn: matplotlib is missing (pip install 'fertune[report]')"
+        return f"{runs.TIMELINE} not drawn: matplotlib is missing (pip install 'fertune[report]')"
     # The six faces seen most often (one-sample tracks are mostly detector noise), in id order.
     face_ids = sorted(frames["face_id"].value_counts().index[:6])
     height = 0.6 + 1.9 * len(face_ids)  # inches
@@ -89,14 +86,14 @@ def write_video_outputs(out_dir: str | Path, frames: pd.DataFrame, summary: dict
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     segs = temporal.segments(frames, sample_step)
-    _atomic(out_dir / "frames.parquet", lambda tmp: frames.to_parquet(tmp, index=False))
-    _atomic(out_dir / "segments.csv", lambda tmp: segs.to_csv(tmp, index=False, float_format="%.3f"))
+    _atomic(out_dir / runs.FRAMES, lambda tmp: frames.to_parquet(tmp, index=False))
+    _atomic(out_dir / runs.SEGMENTS, lambda tmp: segs.to_csv(tmp, index=False, float_format="%.3f"))
     summary = temporal.summarize(frames, segs, summary.pop("duration"), summary.pop("frames_sampled"), **summary)
     notes = list(summary.get("notes", []))
     if plot and len(frames):
-        note = plot_timeline(frames, out_dir / "timeline.png", summary.get("video", out_dir.name))
+        note = plot_timeline(frames, out_dir / runs.TIMELINE, summary.get("video", out_dir.name))
         if note:
             notes.append(note)
     summary["notes"] = notes
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
+    runs.atomic_write_text(out_dir / runs.SUMMARY, json.dumps(summary, indent=1))
     return summary

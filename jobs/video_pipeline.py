@@ -1,7 +1,7 @@
 """The Ray Data pipeline of `fertune video`: one row per video through three stages.
 
   find faces   (tasks, one per video, in parallel)  decode with timestamp sampling, Haar on key frames
-               plus windowed search between them, tracks, 48 px crops
+               plus windowed search between them, tracks, crops at the model's input size
   classify     (an actor pool; on GPU when --gpus-per-worker > 0) all crops of a video in batches
   write        (an actor pool) smoothing, deltas, segments, summary, timeline; summary.json last
 
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+
+from fer_core.stop import sigterm_kept
 
 # CPU shares per stage on the logical resources Ray sees: two decoders plus the classifier and a
 # writer exactly fill a 2-core machine (Haar runs single-threaded inside each decoder).
@@ -121,7 +123,8 @@ def find_faces_row(row: dict[str, Any], settings: dict[str, Any], watch: DriverW
            "frames": 0, "faces": 0}
     try:
         found = find_faces_in_video(row["path"], settings["sample_fps"], settings["detect_every"],
-                                    settings["min_face"], cancelled=watch.gone if watch is not None else None)
+                                    settings["min_face"], crop_size=settings["crop_size"],
+                                    cancelled=watch.gone if watch is not None else None)
     except Cancelled as err:
         raise DriverGone(str(err)) from None
     except ValueError as err:
@@ -234,8 +237,8 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
         address: str | None, on_result: Callable[[dict[str, Any]], None]) -> dict[str, float]:
     """Run the pipeline over `tasks` (path, name, out_dir, key), calling on_result(row) as each video ends.
 
-    Starts a local Ray (or joins `address`) and shuts it down afterwards. Returns wall seconds of
-    start-up and of the pipeline.
+    Starts a local Ray (or joins `address`) and shuts it down afterwards, also when stopped by Ctrl-C or
+    SIGTERM. Returns wall seconds of start-up and of the pipeline.
     """
     import ray
 
@@ -244,10 +247,11 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
     if started_here:
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR",
                                   "log_to_driver": False}
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=os.cpu_count(), **kwargs)
+        with sigterm_kept():  # the CLI's SIGTERM stops as Ctrl-C does: exit 130, Ray shut down below
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(num_cpus=os.cpu_count(), **kwargs)
     startup = time.perf_counter() - t0
     import ray.data  # configures its loggers on import: set their level after that
 
@@ -293,6 +297,7 @@ def run_plain(tasks: Iterable[dict[str, Any]], settings: dict[str, Any], batch_s
               on_result: Callable[[dict[str, Any]], None]) -> None:
     """The same three stages in this process, one video after another (no Ray): for tests and benchmarks."""
     classifier = Classifier(settings["model_path"], batch_size, "cpu")
+    settings = {**settings, "crop_size": classifier.predictor.img_size}
     import pandas as pd
 
     for task in tasks:

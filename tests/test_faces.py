@@ -53,7 +53,7 @@ def test_crop_face_interpolation():
     grow = crop_face(img, (10, 20, 24, 24), size=48)
     assert np.array_equal(grow, cv2.resize(img[20:44, 10:34], (48, 48), interpolation=cv2.INTER_LINEAR))
     with pytest.raises(ValueError, match="no area"):
-        crop_face(img, (0, 0, 0, 5))
+        crop_face(img, (0, 0, 0, 5), size=48)
 
 
 def test_crops_for_image_given_and_detected_boxes():
@@ -61,10 +61,10 @@ def test_crops_for_image_given_and_detected_boxes():
     crops, boxes = crops_for_image(image, boxes=[t["box"] for t in truth], size=48)
     assert crops.shape == (2, 48, 48) and crops.dtype == np.uint8
     assert boxes == [t["box"] for t in truth]
-    crops, boxes = crops_for_image(image)
-    assert crops.shape == (len(boxes), 48, 48) and len(boxes) >= 1
-    empty, none = crops_for_image(np.full((120, 160), 128, np.uint8))
-    assert empty.shape == (0, 48, 48) and none == []
+    crops, boxes = crops_for_image(image, size=64)  # the size of the model's input, whatever it is
+    assert crops.shape == (len(boxes), 64, 64) and len(boxes) >= 1
+    empty, none = crops_for_image(np.full((120, 160), 128, np.uint8), size=64)
+    assert empty.shape == (0, 64, 64) and none == []
 
 
 def test_detect_faces_sorted_largest_first_gray_or_bgr():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,19 @@ def model(tmp_path_factory) -> Path:
 
     run = tmp_path_factory.mktemp("video_model") / "run"
     fit(resolve({"model": "cnn_small", "epochs": 3}), make_demo_data(n_test=0), run_dir=run, log=lambda *a: None)
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """cnn_small after 1 epoch on 200 faces: for tests about the job, not about what the model reads."""
+    from fer_core.config import resolve
+    from fer_core.synthetic import make_demo_data
+    from fer_core.train import fit
+
+    run = tmp_path_factory.mktemp("tiny_model") / "run"
+    fit(resolve({"model": "cnn_small", "epochs": 1, "batch_size": 32}), make_demo_data(n_train=200, n_val=70, n_test=0),
+        run_dir=run, log=lambda *a: None)
     return run
 
 
@@ -225,3 +239,80 @@ def test_driver_watch_sees_a_dead_driver(monkeypatch, tmp_path):
         classifier(pd.DataFrame({"payload": [b"x"], "timings": ["{}"]}))
     with pytest.raises(video_pipeline.DriverGone):
         video_pipeline.write_row({"timings": "{}", "status": "ok"}, {}, watch)
+
+
+def run_processes(driver: int) -> dict[int, str]:
+    """Live processes of a `fertune video` driver started with start_new_session=True: those in its process
+    session (Ray starts raylet, GCS, agents and workers without a new session) or naming its Ray session
+    folder (`session_<date>_<driver pid>`), as pid -> command line. Zombies are dead and are left out."""
+    folder = re.compile(rf"session_[0-9_-]+_{driver}(?![0-9])")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # it ended while we looked
+            continue
+        if fields[0] != "Z" and (int(fields[3]) == driver or folder.search(cmdline)):
+            found[int(entry.name)] = cmdline[:160]
+    return found
+
+
+def test_sigterm_stops_cleanly_then_resume(tiny_model, tmp_path):
+    """SIGTERM (docker stop, systemd) acts as Ctrl-C: exit 130, no Ray process left, a rerun finishes the job."""
+    count = 8
+    for i in range(count):
+        make_scene_video(tmp_path / f"clip{i}.mp4", [(CLASSES.index("happy"), 2.0), (CLASSES.index("sad"), 2.0)],
+                         fps=10, seed=i)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "jobs.cli", "video", str(tmp_path), "--model", str(tiny_model), "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        finished = pd.DataFrame()
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "manifest.parquet").is_file():
+                finished = manifest(out).query("status == 'ok'")
+                if len(finished):
+                    break
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            raise AssertionError(f"the job ended before it could be stopped: {proc.communicate()[0][-3000:]}")
+        assert len(finished), "no video finished within 300 s"
+        ray_names = " ".join(run_processes(proc.pid).values())
+        assert "raylet" in ray_names and "gcs_server" in ray_names  # the check below sees Ray's processes
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode in (130, 0), (proc.returncode, output[-3000:])
+        if proc.returncode == 130:
+            assert "fertune video: stopped; continue with" in output, output[-3000:]
+        # ray.shutdown() ends Ray's processes before the driver exits; allow the kernel a moment to reap them
+        deadline = time.time() + 30
+        while time.time() < deadline and run_processes(proc.pid):
+            time.sleep(0.2)
+        assert run_processes(proc.pid) == {}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of the run is left (Ray keeps the driver's group)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    # Finished: a complete folder (summary.json is written last). A video written while the driver stopped
+    # is finished without its manifest row; the rerun's plan finds it all the same.
+    finished = {p.parent: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    recorded = {Path(d) for d in manifest(out).query("status == 'ok'").out_dir}
+    assert recorded <= set(finished) and 1 <= len(finished) < count, (recorded, finished)  # it stopped mid-job
+    res = run_cli("video", str(tmp_path), "--model", str(tiny_model), "--out", str(out), cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert f"{count - len(finished)} to process, {len(finished)} up to date" in res.stdout
+    m = manifest(out)
+    assert len(m) == count and (m.status != "failed").all()
+    assert {Path(d) for d in m[m.status == "skipped"].out_dir} == set(finished)
+    assert all((folder / "summary.json").stat().st_mtime_ns == stamp for folder, stamp in finished.items())
+    assert len(list(out.glob("*/summary.json"))) == count
