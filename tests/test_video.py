@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, SHARED_DATA, run_cli
+from conftest import REPO, SHARED_DATA, run_cli, start_cli, tagged_processes, wait_until
 from fer_core.labels import CLASSES
 from fer_core.synthetic_scenes import make_scene_video
 
@@ -241,25 +240,6 @@ def test_driver_watch_sees_a_dead_driver(monkeypatch, tmp_path):
         video_pipeline.write_row({"timings": "{}", "status": "ok"}, {}, watch)
 
 
-def run_processes(driver: int) -> dict[int, str]:
-    """Live processes of a `fertune video` driver started with start_new_session=True: those in its process
-    session (Ray starts raylet, GCS, agents and workers without a new session) or naming its Ray session
-    folder (`session_<date>_<driver pid>`), as pid -> command line. Zombies are dead and are left out."""
-    folder = re.compile(rf"session_[0-9_-]+_{driver}(?![0-9])")
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:  # it ended while we looked
-            continue
-        if fields[0] != "Z" and (int(fields[3]) == driver or folder.search(cmdline)):
-            found[int(entry.name)] = cmdline[:160]
-    return found
-
-
 def test_sigterm_stops_cleanly_then_resume(tiny_model, tmp_path):
     """SIGTERM (docker stop, systemd) acts as Ctrl-C: exit 130, no Ray process left, a rerun finishes the job."""
     count = 8
@@ -267,33 +247,19 @@ def test_sigterm_stops_cleanly_then_resume(tiny_model, tmp_path):
         make_scene_video(tmp_path / f"clip{i}.mp4", [(CLASSES.index("happy"), 2.0), (CLASSES.index("sad"), 2.0)],
                          fps=10, seed=i)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "jobs.cli", "video", str(tmp_path), "--model", str(tiny_model), "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = tmp_path / "video.log"
+    proc, tag = start_cli("video", str(tmp_path), "--model", str(tiny_model), "--out", str(out), cwd=tmp_path, log=log)
     try:
-        deadline = time.time() + 300
-        finished = pd.DataFrame()
-        while time.time() < deadline and proc.poll() is None:
-            if (out / "manifest.parquet").is_file():
-                finished = manifest(out).query("status == 'ok'")
-                if len(finished):
-                    break
-            time.sleep(0.2)
-        if proc.poll() is not None:
-            raise AssertionError(f"the job ended before it could be stopped: {proc.communicate()[0][-3000:]}")
-        assert len(finished), "no video finished within 300 s"
-        ray_names = " ".join(run_processes(proc.pid).values())
+        wait_until(lambda: (out / "manifest.parquet").is_file() and len(manifest(out).query("status == 'ok'")),
+                   300, "a first finished video", proc, log)
+        ray_names = " ".join(tagged_processes(tag))
         assert "raylet" in ray_names and "gcs_server" in ray_names  # the check below sees Ray's processes
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=120)
-        assert proc.returncode in (130, 0), (proc.returncode, output[-3000:])
+        assert proc.wait(timeout=120) in (130, 0), log.read_text()[-3000:]
         if proc.returncode == 130:
-            assert "fertune video: stopped; continue with" in output, output[-3000:]
+            assert "fertune video: stopped; continue with" in log.read_text()
         # ray.shutdown() ends Ray's processes before the driver exits; allow the kernel a moment to reap them
-        deadline = time.time() + 30
-        while time.time() < deadline and run_processes(proc.pid):
-            time.sleep(0.2)
-        assert run_processes(proc.pid) == {}
+        wait_until(lambda: not tagged_processes(tag), 30, "every process of the run to end")
     finally:
         if proc.poll() is None:
             proc.kill()
