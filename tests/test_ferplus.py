@@ -94,12 +94,10 @@ def test_real_ferplus_votes_align_with_fer2013(fer_parquet):
     assert counts["not_a_face"] >= 16  # FER+'s unnamed private_test rows all carry NF=10
 
 
-def test_eval_cli_scores_ferplus_labels_and_names_absent_classes(tmp_path):
-    from report_fixtures import trained_run
-
+def test_eval_cli_scores_ferplus_labels_and_names_absent_classes(trained_run, tmp_path):
     votes, data = write_votes(tmp_path / "votes.csv"), write_data(tmp_path / "data.parquet")
     out_json = tmp_path / "ferplus_eval.json"
-    out = run_cli("eval", "--model", str(trained_run()), "--data", str(data), "--labels", str(votes),
+    out = run_cli("eval", "--model", str(trained_run.path), "--data", str(data), "--labels", str(votes),
                   "--split", "test", "--out", str(out_json), cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "FER+ labels: 4 of 10 test rows scored; left out: 3 tied, 1 contempt, 1 unknown, 1 not_a_face" in out.stdout

@@ -11,21 +11,21 @@ from fer_core.checkpoint import load_checkpoint, model_from_checkpoint
 from fer_core.labels import CLASSES
 from fer_core.synthetic import make_faces
 from fer_core.infer import predict_probs
-from report_fixtures import trained_run
 
 HAPPY, NEUTRAL = CLASSES.index("happy"), CLASSES.index("neutral")
 
 
-def _model():
-    ckpt = load_checkpoint(trained_run() / "weights" / "best.pt")
+@pytest.fixture
+def trained(trained_run):
+    ckpt = load_checkpoint(trained_run.path / "weights" / "best.pt")
     return model_from_checkpoint(ckpt), ckpt["preprocess"]
 
 
-def test_heat_of_happy_versus_neutral_falls_in_the_mouth_box():
+def test_heat_of_happy_versus_neutral_falls_in_the_mouth_box(trained):
     # happy is told apart from neutral only by its smile; neutral's evidence is the *absence* of one,
     # which has no place to point at, so the check is made on happy
     cls, other = HAPPY, NEUTRAL
-    model, pre = _model()
+    model, pre = trained
     images, labels, boxes = make_faces(210, seed=123)  # faces the model never saw
     probs, _ = predict_probs(model, images, pre["mean"], pre["std"])
     right = np.flatnonzero((labels == cls) & (probs.argmax(1) == cls))
@@ -38,10 +38,10 @@ def test_heat_of_happy_versus_neutral_falls_in_the_mouth_box():
     assert np.mean(shares) > 3 * mouth_area  # far above what a uniform map would put there
 
 
-def test_explained_layer_keeps_half_the_input_resolution():
+def test_explained_layer_keeps_half_the_input_resolution(trained):
     from analysis.gradcam import explain_layer
 
-    model, _ = _model()
+    model, _ = trained
     layer = explain_layer(model, 48)
     seen = {}
     handle = layer.register_forward_hook(lambda m, i, o: seen.update(shape=tuple(o.shape)))
@@ -51,8 +51,8 @@ def test_explained_layer_keeps_half_the_input_resolution():
     assert seen["shape"][-2:] == (24, 24) and layer is not model.gradcam_layer()
 
 
-def test_heat_maps_are_normalised_and_sized_like_the_input():
-    model, pre = _model()
+def test_heat_maps_are_normalised_and_sized_like_the_input(trained):
+    model, pre = trained
     images, labels, _ = make_faces(10, seed=5)
     heat = gradcam(model, images, labels, pre["mean"], pre["std"], batch_size=4)
     assert heat.shape == images.shape and heat.dtype == np.float32
@@ -77,7 +77,7 @@ def test_model_without_a_gradcam_layer_is_refused():
         gradcam(model, np.zeros((1, 48, 48), np.uint8), [0], 0.5, 0.25)
 
 
-def test_hirescam_is_gradcam_at_a_globally_pooled_layer():
+def test_hirescam_is_gradcam_at_a_globally_pooled_layer(trained):
     # Why the default is HiResCAM and still Grad-CAM where Grad-CAM is defined by its paper: when global
     # average pooling follows the layer (ResNet), every position of a channel gets the same gradient, so
     # keeping it per position changes nothing. cnn_small flattens instead, and there the two differ.
@@ -90,7 +90,7 @@ def test_hirescam_is_gradcam_at_a_globally_pooled_layer():
     maps = {m: gradcam(resnet, images, [0, 3, 6], 0.5, 0.25, layer=layer, method=m) for m in ("gradcam", "hirescam")}
     assert maps["hirescam"].sum() > 0
     np.testing.assert_allclose(maps["hirescam"], maps["gradcam"], atol=1e-6)
-    model, pre = _model()
+    model, pre = trained
     faces, labels, _ = make_faces(3, seed=1)
     flat = {m: gradcam(model, faces, labels, pre["mean"], pre["std"], layer=model.gradcam_layer(), method=m)
             for m in ("gradcam", "hirescam")}

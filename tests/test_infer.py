@@ -7,20 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core import config
 from fer_core.device import use_bf16, use_channels_last
-from fer_core.evaluate import evaluate
 from fer_core.infer import Predictor
 from fer_core.runs import resolve_checkpoints
-from fer_core.train import fit, validate
+from fer_core.train import validate
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, demo_data):
-    run = tmp_path_factory.mktemp("run")
-    cfg = config.resolve({"model": "cnn_small", "epochs": 3})
-    fit(cfg, demo_data, run_dir=run, log=lambda s: None)
-    return run, cfg
+@pytest.fixture
+def trained(trained_run):
+    return trained_run.path, trained_run.cfg
 
 
 def test_every_model_form_resolves(trained, tmp_path):
@@ -79,8 +74,7 @@ def test_whole_images_detect_then_classify(trained):
     assert predictor.predict_images([np.zeros((120, 160, 3), np.uint8)]) == [[]]  # no face: an empty list
 
 
-def test_info_names_classes_and_metrics(trained, demo_data):
-    run, _ = trained
-    evaluate(run, demo_data).write(run / "eval.json")
+def test_info_names_classes_and_metrics(trained):
+    run, _ = trained  # its eval.json was written by fer_core.evaluate
     info = Predictor(run).info()
     assert info["classes"][0] == "angry" and info["metrics"]["split"] == "test" and info["config"]["model"] == "cnn_small"

@@ -8,16 +8,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, run_cli, tiny_space
+from conftest import run_cli, start_cli, tiny_space, wait_until
 
 COLUMNS = {"trial_id", "status", "epochs", "config/lr", "config/dropout", "best_val_acc", "best_val_macro_f1",
            "last_val_acc", "last_val_macro_f1", "train_seconds", "checkpoint"}
@@ -42,18 +39,8 @@ def checkpoint_epochs(experiment: Path, trial_id: str) -> list[int]:
 
 
 # --------------------------------------------------------------------------------- end-to-end search
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("search")
-    res = run_cli("search", "--data", "demo", "--space", str(tiny_space(tmp)), "--num-samples", "4",
-                  "--max-concurrent", "2", "--top-k", "2", "--project", str(tmp / "runs"), "--name", "s1",
-                  "--grace-period", "1", "--reduction-factor", "2", cwd=tmp, timeout=300)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return tmp, tmp / "runs" / "s1", res
-
-
-def test_search_results_leaderboard_and_exports(finished):
-    tmp, folder, res = finished
+def test_search_results_leaderboard_and_exports(demo_search, tmp_path):
+    folder, res = demo_search
     df = pd.read_parquet(folder / "results.parquet")
     assert COLUMNS <= set(df.columns)
     assert len(df) == 4 and set(df["status"]) <= DONE
@@ -70,10 +57,10 @@ def test_search_results_leaderboard_and_exports(finished):
     trial = json.loads((folder / "best" / "trial.json").read_text())
     assert trial["trial_id"] == best["trial_id"]
     assert json.loads((folder / "best" / "eval.json").read_text())["split"] == "test"
-    ev = run_cli("eval", "--model", str(folder / "best"), "--data", "demo", "--out", str(tmp / "ev.json"),
-                 cwd=tmp, timeout=120)
+    ev = run_cli("eval", "--model", str(folder / "best"), "--data", "demo", "--out", str(tmp_path / "ev.json"),
+                 cwd=tmp_path, timeout=120)
     assert ev.returncode == 0, ev.stderr
-    assert json.loads((tmp / "ev.json").read_text())["n"] == 1000
+    assert json.loads((tmp_path / "ev.json").read_text())["n"] == 1000
 
     chosen = json.loads((folder / "ensemble" / "members.json").read_text())
     members = [m["trial_id"] for m in chosen["members"]]
@@ -88,13 +75,13 @@ def test_search_results_leaderboard_and_exports(finished):
     assert ens["split"] == "test" and ens["n"] == 1000 and "accuracy_tta" in ens
 
 
-def test_show_and_name_reuse(finished):
-    tmp, folder, _ = finished
-    shown = run_cli("search", "--name", "s1", "--project", str(folder.parent), "--show", cwd=tmp, timeout=120)
+def test_show_and_name_reuse(demo_search, tmp_path):
+    folder, _ = demo_search
+    shown = run_cli("search", "--name", "s1", "--project", str(folder.parent), "--show", cwd=tmp_path, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert "(default)" in shown.stdout and "TERMINATED" in shown.stdout
-    again = run_cli("search", "--data", "demo", "--space", str(tiny_space(tmp)), "--project", str(folder.parent),
-                    "--name", "s1", cwd=tmp, timeout=60)
+    again = run_cli("search", "--data", "demo", "--space", str(tiny_space(tmp_path)), "--project", str(folder.parent),
+                    "--name", "s1", cwd=tmp_path, timeout=60)
     assert again.returncode == 2 and "--resume" in again.stderr and "--name" in again.stderr
 
 
@@ -112,28 +99,22 @@ def _state(experiment: Path):
 
 
 def test_sigkill_driver_then_resume(tmp_path):
-    space = tiny_space(tmp_path, epochs=3)
     project = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "jobs.cli", "search", "--data", "demo", "--space", str(space), "--num-samples", "4",
-           "--max-concurrent", "2", "--grace-period", "3", "--project", str(project), "--name", "k"]
-    log = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    log = tmp_path / "first.log"
+    proc, _ = start_cli("search", "--data", "demo", "--space", str(tiny_space(tmp_path, epochs=3)), "--num-samples",
+                        "4", "--max-concurrent", "2", "--grace-period", "3", "--project", str(project), "--name", "k",
+                        cwd=tmp_path, log=log)
     experiment = project / "k" / "ray" / "k"
-    deadline = time.monotonic() + 240
-    finished_before: set[str] = set()
+
+    def finished_and_resumable():
+        """Tune's saved state with one trial finished and another checkpointed but unfinished."""
+        trials = _state(experiment) or []
+        done = {t.trial_id for t in trials if t.status == "TERMINATED"}
+        resumable = [t for t in trials if t.status != "TERMINATED" and t.checkpoint is not None]
+        return done if done and resumable else None
+
     try:
-        # wait on the saved state itself: one trial finished and another with a checkpoint, unfinished
-        while time.monotonic() < deadline and proc.poll() is None:
-            trials = _state(experiment)
-            if trials:
-                finished_before = {t.trial_id for t in trials if t.status == "TERMINATED"}
-                resumable = [t for t in trials if t.status != "TERMINATED" and t.checkpoint is not None]
-                if finished_before and resumable:
-                    break
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"no state with a finished and a checkpointed trial: {(tmp_path / 'first.log').read_text()[-2000:]}")
+        finished_before = wait_until(finished_and_resumable, 240, "a finished and a checkpointed trial", proc, log)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, at once
         proc.wait()
@@ -163,15 +144,8 @@ def test_sigkill_driver_then_resume(tmp_path):
 
 
 # --------------------------------------------------------------- crashing worker, two objectives, W&B
-def test_worker_crash_resumes_two_objectives_wandb_offline(tmp_path):
-    env = {"FERTUNE_TEST_CRASH": "1:2", "WANDB_MODE": "", "WANDB_API_KEY": "", "WANDB_SILENT": "true"}
-    env = {**env, "HOME": str(tmp_path)}  # no ~/.netrc login: W&B must go offline by itself
-    res = run_cli("search", "--data", "demo", "--space", str(tiny_space(tmp_path)), "--num-samples", "3",
-                  "--max-concurrent", "2", "--metric", "val_macro_f1", "--metric", "latency_ms", "--wandb",
-                  "--project", str(tmp_path / "runs"), "--name", "c", cwd=tmp_path, timeout=300,
-                  env={k: v for k, v in env.items()})
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    folder = tmp_path / "runs" / "c"
+def test_worker_crash_resumes_two_objectives_wandb_offline(two_metric_search):
+    folder, res = two_metric_search
     assert (folder / ".test-crash-1-2").is_file()  # the hook fired
     assert "restarting it from its last checkpoint" in res.stdout
     df = pd.read_parquet(folder / "results.parquet")

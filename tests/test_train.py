@@ -13,10 +13,10 @@ from fer_core.sampling import epoch_indices, focus_weights
 from fer_core.train import fit, lr_factor, validate
 
 
-def test_cnn_small_learns_synthetic_faces(demo_data, tmp_path):
-    """Acceptance: cnn_small, 2,000 synthetic train images, 3 epochs, seed 0 -> > 80 % on 1,000 test images."""
-    cfg = config.resolve({"model": "cnn_small", "epochs": 3, "seed": 0})
-    result = fit(cfg, demo_data, run_dir=tmp_path, log=lambda s: None)
+def test_cnn_small_learns_synthetic_faces(demo_data, trained_run):
+    """Acceptance: cnn_small, 2,000 synthetic train images, 3 epochs, seed 0 -> > 80 % on 1,000 test images
+    (the session's trained_run fixture is exactly that training)."""
+    cfg, result, tmp_path = trained_run.cfg, trained_run.result, trained_run.path
     report = evaluate(tmp_path, demo_data, tta=True).report
     assert report["split"] == "test" and report["n"] == 1000
     assert report["accuracy"] > 0.80, report["accuracy"]

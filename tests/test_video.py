@@ -23,29 +23,15 @@ HAMILTON = SHARED_DATA / "video" / "short_hamilton_clip.mp4"
 SEGMENTS = [(CLASSES.index("happy"), 3.0), (CLASSES.index("fear"), 3.0), (CLASSES.index("neutral"), 3.0)]
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
+@pytest.fixture
+def model(trained_run) -> Path:
     """cnn_small trained on the synthetic faces (> 80 % on them): the scene videos use the same renderer."""
-    from fer_core.config import resolve
-    from fer_core.synthetic import make_demo_data
-    from fer_core.train import fit
-
-    run = tmp_path_factory.mktemp("video_model") / "run"
-    fit(resolve({"model": "cnn_small", "epochs": 3}), make_demo_data(n_test=0), run_dir=run, log=lambda *a: None)
-    return run
+    return trained_run.path
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """cnn_small after 1 epoch on 200 faces: for tests about the job, not about what the model reads."""
-    from fer_core.config import resolve
-    from fer_core.synthetic import make_demo_data
-    from fer_core.train import fit
-
-    run = tmp_path_factory.mktemp("tiny_model") / "run"
-    fit(resolve({"model": "cnn_small", "epochs": 1, "batch_size": 32}), make_demo_data(n_train=200, n_val=70, n_test=0),
-        run_dir=run, log=lambda *a: None)
-    return run
+@pytest.fixture
+def tiny_model(tiny_run) -> Path:
+    return tiny_run
 
 
 def broken_inputs(folder: Path, good: Path) -> dict[str, Path]:
