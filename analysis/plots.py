@@ -340,3 +340,26 @@ def stacked_shares(shares: pd.DataFrame, classes: Sequence[str], path: str | Pat
     ax.legend(ncol=7, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     ax.set_title(title)
     return save(fig, path)
+
+
+def recall_comparison(recalls: dict[str, dict[str, float | None]], classes: Sequence[str], path: str | Path,
+                      title: str) -> Path:
+    """Per-class recall of one model on several datasets, side by side; a class a dataset lacks is left
+    empty and marked "absent"."""
+    x = np.arange(len(classes))
+    width = 0.8 / max(1, len(recalls))
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for k, (label, per_class) in enumerate(recalls.items()):
+        offset = (k - (len(recalls) - 1) / 2) * width
+        values = [per_class.get(c) for c in classes]
+        ax.bar(x[[v is not None for v in values]] + offset, [v for v in values if v is not None], width, label=label)
+        for i, v in enumerate(values):
+            if v is None:
+                ax.text(x[i] + offset, 0.02, "absent", rotation=90, ha="center", va="bottom", fontsize=7, color="#888")
+    ax.set_xticks(x, list(classes), fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("recall")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title)
+    return save(fig, path)

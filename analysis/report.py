@@ -6,6 +6,7 @@ or a video output, told apart by the files SPEC.md gives each:
 | train run | config.yaml + metrics.csv + weights/ | training curves, then the model section |
 | search | results.parquet (or search.yaml while running) + best/ + ensemble/ | leaderboard, importances, curves, Pareto, best/ and ensemble/ |
 | video output | manifest.parquet | archive summary, per-video timelines and segment strips |
+| evaluation JSON | a `fertune eval` JSON (report next to it, in report-<stem>/) | cross-dataset figures beside the model's own |
 
 Nothing is fetched from the network: matplotlib draws PNGs next to index.html, which uses no scripts.
 """
@@ -20,10 +21,15 @@ from fer_core import runs
 
 
 def kind_of(folder: Path) -> str:
-    """'train', 'search' or 'video'; raises FileNotFoundError naming what each kind needs."""
+    """'train', 'search', 'video' or 'eval'; raises FileNotFoundError naming what each kind needs."""
+    from analysis.eval_report import is_eval_file
+
+    if is_eval_file(folder):
+        return "eval"
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; pass a train run (runs/train/NAME), a search "
-                                "(runs/search/NAME) or a `fertune video --out` folder")
+        raise FileNotFoundError(f"{folder} is neither a folder nor an evaluation JSON; pass a train run "
+                                "(runs/train/NAME), a search (runs/search/NAME), a `fertune video --out` folder or "
+                                "a JSON written by `fertune eval`")
     if runs.is_video_folder(folder):
         return "video"
     if runs.is_search_folder(folder):
@@ -74,7 +80,8 @@ def make_report(folder: str | Path, data: str | None = None, out: str | Path | N
     """Write the report of `folder` into out (default folder/report/); returns the index.html path."""
     folder = Path(folder).expanduser()
     kind = kind_of(folder)
-    out = Path(out) if out else folder / runs.REPORT_DIR
+    default = folder.with_name(f"{runs.REPORT_DIR}-{folder.stem}") if kind == "eval" else folder / runs.REPORT_DIR
+    out = Path(out) if out else default
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):  # figures of an earlier report that this one may not redraw
         old.unlink()
@@ -85,6 +92,10 @@ def make_report(folder: str | Path, data: str | None = None, out: str | Path | N
         from analysis import search_report
 
         search_report.build(folder, out, page, data)
+    elif kind == "eval":
+        from analysis import eval_report
+
+        eval_report.build(folder, out, page)
     else:
         from analysis import video_report
 

@@ -5,13 +5,15 @@ The types live in `fer_core.dataset`, the format readers in `fer_core.readers`, 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from fer_core.dataset import SLOTS, DataError, FerData, MissingSplitError, Split
 from fer_core.labels import CLASSES
-from fer_core.readers import RawData, read_source
+from fer_core.images import Crop
+from fer_core.readers import RawData, ReadPlan, read_source
 
 __all__ = ["DataError", "FerData", "Split", "describe", "load_data", "load_scored", "stratified_subset"]
 
@@ -24,6 +26,7 @@ def load_data(
     val_fraction: float = 0.1,
     img_size: int = 48,
     splits: tuple[str, ...] | None = None,
+    crop: Crop | None = None,
 ) -> FerData:
     """Load a dataset as gray uint8 arrays of img_size x img_size.
 
@@ -36,7 +39,9 @@ def load_data(
     without a val split a stratified `val_fraction` of train (chosen by `seed`) becomes val.
     For evaluation, `splits` names the slots to load (e.g. ("test",)): only their images are decoded, a
     source without splits is one split, `test`, and val is carved from train as in training when the
-    source has train but no val. Raises DataError with the problem and the fix.
+    source has train but no val. `crop` (full-size photos: `fer_core.faces.largest_face_crop`) replaces the
+    resize; images it finds no face in are listed in `no_face`, not loaded. Raises DataError with the problem
+    and the fix.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
@@ -48,12 +53,13 @@ def load_data(
 
         return _only(_resized(make_demo_data(seed=seed), img_size), splits)
     path = Path(path).expanduser()
+    plan = ReadPlan(size=img_size, classes=classes, crop=crop)
     if splits is None:
-        return _assemble(read_source(path, img_size, classes), str(path), seed, val_fraction)
-    raw = read_source(path, img_size, classes, slots=splits, unsplit="test")
+        return _assemble(read_source(path, plan), str(path), seed, val_fraction, cropped=crop is not None)
+    raw = read_source(path, replace(plan, slots=splits, unsplit="test"))
     parts = _parts(raw, str(path), splits)
     if "val" in splits and "val" not in raw.declared_splits and "train" in raw.declared_splits:
-        train = _parts(read_source(path, img_size, classes, slots=("train",)), str(path), ("train",))["train"]
+        train = _parts(read_source(path, replace(plan, slots=("train",))), str(path), ("train",))["train"]
         parts["val"] = _carve_val(train, val_fraction, seed, str(path))[1]
         raw.notes.append(f"no val split: val is the {val_fraction:.0%} of train (stratified, seed {seed}) that "
                          "training held out")
@@ -64,7 +70,8 @@ def load_data(
                                 f"{_lost_summary(raw)}); score one of the splits found (--split), or add the "
                                 f"split to the data", found)
     return FerData(train=parts.get("train"), val=parts.get("val"), test=parts.get("test"), source=str(path),
-                   dropped=dict(raw.dropped), corrupt=raw.corrupt, notes=list(raw.notes))
+                   dropped=dict(raw.dropped), corrupt=raw.corrupt, notes=list(raw.notes), cropped=crop is not None,
+                   no_face=raw.no_face)
 
 
 def load_scored(path: str | Path, split: str | None = None, **kwargs) -> FerData:
@@ -86,7 +93,7 @@ def _parts(raw: RawData, source: str, slots: tuple[str, ...] = SLOTS) -> dict[st
             raise DataError(f"{source}: split '{slot}' has no usable images{_lost_summary(raw)}; "
                             "add images to it, remove it, or map its classes with --classes")
         if mask.any():
-            parts[slot] = Split(raw.images[mask], raw.labels[mask].astype(np.int64))
+            parts[slot] = Split(raw.images, raw.labels.astype(np.int64), raw.names).take(mask)
     return parts
 
 
@@ -98,7 +105,7 @@ def _only(data: FerData, splits: tuple[str, ...] | None) -> FerData:
     return data
 
 
-def _assemble(raw: RawData, source: str, seed: int, val_fraction: float) -> FerData:
+def _assemble(raw: RawData, source: str, seed: int, val_fraction: float, cropped: bool = False) -> FerData:
     notes = list(raw.notes)
     lost = _lost_summary(raw)
     parts = _parts(raw, source)
@@ -122,7 +129,7 @@ def _assemble(raw: RawData, source: str, seed: int, val_fraction: float) -> FerD
     if test is None:
         notes.append("no test split: test is None")
     return FerData(train=train, val=val, test=test, source=source, dropped=dict(raw.dropped),
-                   corrupt=raw.corrupt, notes=notes)
+                   corrupt=raw.corrupt, notes=notes, cropped=cropped, no_face=raw.no_face)
 
 
 def _lost_summary(raw: RawData) -> str:
@@ -171,7 +178,7 @@ def _carve_val(train: Split, fraction: float, seed: int, source: str) -> tuple[S
     val_idx = _pick(train, take, seed)
     keep = np.ones(len(train), bool)
     keep[val_idx] = False
-    return Split(train.images[keep], train.labels[keep]), Split(train.images[val_idx], train.labels[val_idx])
+    return train.take(keep), train.take(val_idx)
 
 
 def stratified_subset(split: Split, n: int, seed: int) -> Split:
@@ -185,7 +192,7 @@ def stratified_subset(split: Split, n: int, seed: int) -> Split:
         return split
     counts = split.counts()
     idx = _pick(split, _allocate(counts, n, counts), seed)
-    return Split(split.images[idx], split.labels[idx])
+    return split.take(idx)
 
 
 def _resized(data: FerData, size: int) -> FerData:
@@ -195,7 +202,7 @@ def _resized(data: FerData, size: int) -> FerData:
     def fix(split: Split | None) -> Split | None:
         if split is None or split.images.shape[1:] == (size, size):
             return split
-        return Split(np.stack([resize_square(im, size) for im in split.images]), split.labels)
+        return Split(np.stack([resize_square(im, size) for im in split.images]), split.labels, split.names)
 
     data.train, data.val, data.test = fix(data.train), fix(data.val), fix(data.test)
     return data

@@ -44,12 +44,17 @@ def split_slot(name: str) -> str | None:
 class Split:
     images: np.ndarray  # (N, S, S) uint8 gray
     labels: np.ndarray  # (N,) int64, index into CLASSES
+    names: np.ndarray | None = None  # (N,) where each image came from ("row I", a file under the root)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(CLASSES))
+
+    def take(self, index: np.ndarray) -> "Split":
+        """The images at `index` (a mask or indices), with their labels and names."""
+        return Split(self.images[index], self.labels[index], None if self.names is None else self.names[index])
 
 
 @dataclass
@@ -62,6 +67,8 @@ class FerData:
     dropped: dict[str, int] = field(default_factory=dict)  # label name -> rows dropped (e.g. contempt)
     corrupt: int = 0                              # undecodable images skipped
     notes: list[str] = field(default_factory=list)  # human-readable notes on how the data was read
+    cropped: bool = False                         # images cut around detected faces (full-size photos)
+    no_face: list[str] = field(default_factory=list)  # images the face crop found no face in (not scored)
 
     def split(self, name: str) -> Split | None:
         return getattr(self, name)

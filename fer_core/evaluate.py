@@ -42,10 +42,14 @@ def evaluate(model: str | Path | Predictor, data: FerData | Split, split: str | 
              device: str = "auto", precision: str = "auto", batch_size: int = 512) -> Evaluation:
     """Score `model` (a `--model` path or a loaded Predictor) on one labelled split.
 
-    `data` is a FerData (then `split` names the slot, default test, else val) or a bare Split (then
-    `split` is only its name in the report, default "test"). With `tta` the report also carries the
+    `data` is a FerData (then `split` names the slot, default test, else val), a dataset path (only the
+    scored split is loaded) or a bare Split (then `split` is only its name in the report, default "test"). With `tta` the report also carries the
     flip-TTA accuracy and macro-F1 (each member's plain and mirrored pass, averaged).
     """
+    if isinstance(data, (str, Path)):
+        from fer_core.data import load_scored
+
+        data = load_scored(data, split)
     if isinstance(data, FerData):
         name = split or data.scored_split()
         scored = data.split(name)
@@ -64,6 +68,9 @@ def evaluate(model: str | Path | Predictor, data: FerData | Split, split: str | 
         probs, probs_tta = predictor.predict_crops(scored.images), None
     report = classification_report(probs, labels, name, probs_tta=probs_tta)
     report["data"] = source  # lets `fertune eval` tell this run's evaluation from one on other data
+    if isinstance(data, FerData) and data.cropped:  # full-size photos: faces found, and images without one
+        report["no_face"] = len(data.no_face)
+        report["images"] = report["n"] + len(data.no_face)
     report["model"] = str(predictor.path)
     report["precision"] = predictor.precision
     if len(predictor.members) == 1:

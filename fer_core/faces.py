@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -130,3 +131,13 @@ def image_crops(image: np.ndarray, faces: bool, size: int) -> tuple[np.ndarray, 
     gray = to_gray(image)
     h, w = gray.shape
     return crop_face(gray, (0, 0, w, h), size=size)[None], [(0, 0, w, h)]
+
+
+def largest_face_crop(size: int) -> Callable[[np.ndarray], np.ndarray | None]:
+    """A `crop` for `fer_core.data.load_data` on full-size photos (`fertune eval --faces`): the largest face
+    in the image, cut as every front end cuts faces, or None when the detector finds none."""
+    def crop(gray: np.ndarray) -> np.ndarray | None:
+        boxes = detect_faces(gray)
+        return crop_face(gray, boxes[0], size) if boxes else None
+
+    return crop

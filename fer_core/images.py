@@ -10,16 +10,22 @@ pixels too:
      side grows, INTER_LINEAR when a side grows.
 For FER2013's lossless WebP (three equal channels) this returns the original pixels exactly, and it is as
 fast as decoding with IMREAD_GRAYSCALE, so there is no separate fast path.
+
+Full-size photos (`fertune eval --faces`) take a `crop` in place of step 4: a function from the full-size
+gray image to the square crop to score, or None when it finds no face (the image is then counted, not
+scored). The caller passes it (fer_core.faces), so decoding needs no detector.
 """
 from __future__ import annotations
 
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
+
+Crop = Callable[[np.ndarray], Optional[np.ndarray]]  # full-size gray image -> (size, size) crop, or None
 
 log = logging.getLogger(__name__)
 
@@ -60,43 +66,61 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interp)
 
 
-def decode_image(buf: bytes | np.ndarray | None, size: int) -> np.ndarray | None:
-    """Encoded image bytes -> (size, size) uint8 gray by the module's one rule; None if undecodable."""
+def decode_gray(buf: bytes | np.ndarray | None) -> np.ndarray | None:
+    """Encoded image bytes -> full-size uint8 gray (steps 1-3 of the rule); None if undecodable."""
     if buf is None or len(buf) == 0:
         return None
     try:
         img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None or img.size == 0:
             return None
-        return resize_square(to_gray_uint8(img), size)
+        return to_gray_uint8(img)
     except (cv2.error, ValueError):  # some codecs raise on garbage instead of returning None
         return None
 
 
+def decode_image(buf: bytes | np.ndarray | None, size: int) -> np.ndarray | None:
+    """Encoded image bytes -> (size, size) uint8 gray by the module's one rule; None if undecodable."""
+    gray = decode_gray(buf)
+    return None if gray is None else resize_square(gray, size)
+
+
+def square(gray: np.ndarray, size: int, crop: Crop | None) -> np.ndarray | None:
+    """Step 4: the resize, or the caller's crop (None: no face in this image)."""
+    return resize_square(gray, size) if crop is None else crop(gray)
+
+
 def decode_many(
-    items: Sequence, size: int, read: Callable[[object], bytes | None] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+    items: Sequence, size: int, read: Callable[[object], bytes | None] | None = None, crop: Crop | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode every item (bytes, or whatever `read` turns into bytes) in a thread pool.
 
-    Returns (images (N, size, size) uint8, ok mask). cv2.imdecode and file reads release the GIL, so
-    threads scale with cores without the pickling cost of processes. Work goes in chunks so a 36k-image
-    set is a few dozen tasks, not 36k futures.
+    Returns (images (N, size, size) uint8, ok mask, no-face mask: decoded, but `crop` found nothing).
+    cv2.imdecode, file reads and OpenCV's detectors release the GIL, so threads scale with cores without
+    the pickling cost of processes. Work goes in chunks so a 36k-image set is a few dozen tasks, not 36k
+    futures.
     """
     n = len(items)
     out = np.zeros((n, size, size), np.uint8)
     ok = np.zeros(n, bool)
+    no_face = np.zeros(n, bool)
 
     def work(lo: int) -> None:
         for i in range(lo, min(lo + 1024, n)):
-            img = decode_image(read(items[i]) if read else items[i], size)
-            if img is not None:
+            gray = decode_gray(read(items[i]) if read else items[i])
+            if gray is None:
+                continue
+            img = square(gray, size, crop)
+            if img is None:
+                no_face[i] = True
+            else:
                 out[i] = img
                 ok[i] = True
 
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(work, range(0, n, 1024)))
-    return out, ok
+    return out, ok, no_face
 
 
 def warn_corrupt(source: str, names: list[str]) -> None:

@@ -49,11 +49,14 @@ def classification_report(probs: np.ndarray, labels: np.ndarray, split: str, cla
     preds = probs.argmax(1)
     confusion = confusion_matrix(labels, preds, len(classes))
     precision, recall, f1, support = per_class(confusion)
+    present = support > 0
     report = {
         "split": split,
         "n": int(len(labels)),
         "accuracy": float((preds == labels).mean()) if len(labels) else 0.0,
         "macro_f1": macro_f1(confusion),
+        # balanced accuracy: the mean recall of the classes the split has
+        "mean_recall": float(recall[present].mean()) if present.any() else 0.0,
         "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                           "support": int(support[i])} for i, c in enumerate(classes)},
         "confusion": confusion.tolist(),
@@ -77,12 +80,23 @@ def standard_error(accuracy: float, n: int) -> float:
 def format_report(report: dict) -> str:
     """A per-class table and the accuracy line, for the terminal."""
     lines = [f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    absent = set(report.get("absent_classes", []))
     for name, row in report["per_class"].items():
+        if name in absent:  # no examples: no recall or F1 to speak of
+            lines.append(f"{name:<10}{'absent from this split':>40}")
+            continue
         lines.append(f"{name:<10}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>10d}")
     se = standard_error(report["accuracy"], report["n"])
     line = (f"{report['split']}: accuracy {report['accuracy'] * 100:.2f}% (+-{se * 100:.2f} s.e.), "
-            f"macro-F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}, n={report['n']}")
+            f"macro-F1 {report['macro_f1']:.4f}")
+    if "mean_recall" in report:
+        line += f", mean recall {report['mean_recall']:.4f}"
+    line += f", ECE {report['ece']:.4f}, n={report['n']}"
     if "accuracy_tta" in report:
         line += f"; flip-TTA accuracy {report['accuracy_tta'] * 100:.2f}%"
     lines.append(line)
+    if absent:
+        lines.append(f"absent classes: {', '.join(sorted(absent))} (left out of macro-F1 and mean recall)")
+    if "no_face" in report:
+        lines.append(f"no face found: {report['no_face']} of {report['images']} images (not scored)")
     return "\n".join(lines)

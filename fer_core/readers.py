@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from fer_core.dataset import SPLIT_ALIASES, DataError, split_slot
-from fer_core.images import IMAGE_SUFFIXES, decode_many, resize_square, warn_corrupt
+from fer_core.images import IMAGE_SUFFIXES, Crop, decode_many, square, warn_corrupt
 from fer_core.labels import CLASSES, KAGGLE_TO_OURS, canonical_class
 
 EXPECTED_COLUMNS = (
@@ -27,6 +27,17 @@ EXPECTED_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class ReadPlan:
+    """What a reader reads and how."""
+
+    size: int = 48                              # square side of every image
+    classes: dict[str, str] | None = None       # extra label names (--classes)
+    slots: tuple[str, ...] | None = None        # the split slots to read; None: all
+    unsplit: str = "train"                      # the slot of a source without splits
+    crop: Crop | None = None                    # full-size gray -> face crop, in place of the resize
+
+
 @dataclass
 class RawData:
     """Rows read from one source, before train/val/test assembly. Images are already img_size gray."""
@@ -34,10 +45,12 @@ class RawData:
     images: np.ndarray  # (N, S, S) uint8
     labels: np.ndarray  # (N,) int64, index into CLASSES
     splits: np.ndarray  # (N,) str: "train" | "val" | "test"
+    names: np.ndarray   # (N,) str: where each image came from (a file's path under the root, or "row I")
     declared_splits: set[str]  # splits the source names, even if none of their rows survived
     dropped: Counter = field(default_factory=Counter)  # label name -> rows dropped
     corrupt: int = 0
     notes: list[str] = field(default_factory=list)
+    no_face: list[str] = field(default_factory=list)  # names of images in which `crop` found no face
 
 
 # ------------------------------------------------------------------------------------- tables (Parquet, CSV)
@@ -61,11 +74,14 @@ def _parse_pixels(cell: str | bytes | list, source: str, row: int) -> np.ndarray
                         f"got {cell[:40]!r}...") from None
 
 
-def _images_from_pixels(cells: list, size: int, source: str, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Decode `pixels` cells to (images, ok mask). An empty cell is skipped like a corrupt image; a cell
-    whose length is not a square (n*n gray pixels) or whose values leave 0..255 is an error."""
+def _images_from_pixels(cells: list, plan: ReadPlan, source: str,
+                        row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode `pixels` cells to (images, ok mask, no-face mask). An empty cell is skipped like a corrupt image;
+    a cell whose length is not a square (n*n gray pixels) or whose values leave 0..255 is an error."""
+    size = plan.size
     out = np.zeros((len(cells), size, size), np.uint8)
     ok = np.zeros(len(cells), bool)
+    no_face = np.zeros(len(cells), bool)
     for i, (cell, row) in enumerate(zip(cells, row_ids)):
         if cell is None or len(cell) == 0:
             continue
@@ -76,9 +92,12 @@ def _images_from_pixels(cells: list, size: int, source: str, row_ids: np.ndarray
                             f"({size}x{size} gray) or another square count (n*n gray pixels)")
         if values.min() < 0 or values.max() > 255:
             raise DataError(f"{source}: row {row}: pixel values must be 0..255, got {values.min()}..{values.max()}")
-        out[i] = resize_square(values.astype(np.uint8).reshape(side, side), size)
-        ok[i] = True
-    return out, ok
+        img = square(values.astype(np.uint8).reshape(side, side), size, plan.crop)
+        if img is None:
+            no_face[i] = True
+        else:
+            out[i], ok[i] = img, True
+    return out, ok, no_face
 
 
 def _find_column(table: pa.Table, *names: str) -> str | None:
@@ -148,10 +167,9 @@ def _splits_from_column(col: pa.ChunkedArray | None, n: int, source: str, unspli
     return mapped[inverse], []
 
 
-def read_table(table: pa.Table, source: str, size: int, extra_map: dict[str, str] | None,
-               slots: tuple[str, ...] | None = None, unsplit: str = "train") -> RawData:
+def read_table(table: pa.Table, source: str, plan: ReadPlan) -> RawData:
     """Rows of a Parquet or CSV table -> RawData. Splits and labels are checked before any image is decoded,
-    and only rows of `slots` (all when None) are read; rows of a table with no split column are `unsplit`."""
+    and only rows of the plan's slots are read; rows of a table with no split column are `plan.unsplit`."""
     image_col = _find_column(table, "image")
     pixels_col = None if image_col else _find_column(table, "pixels")
     label_col = _find_column(table, "label")
@@ -160,14 +178,16 @@ def read_table(table: pa.Table, source: str, size: int, extra_map: dict[str, str
         raise DataError(f"{source}: columns found: {', '.join(table.column_names) or '(none)'}; "
                         f"expected {EXPECTED_COLUMNS}")
     split_name = _find_column(table, "split", "usage")
-    splits, notes = _splits_from_column(table[split_name] if split_name else None, table.num_rows, source, unsplit)
+    splits, notes = _splits_from_column(table[split_name] if split_name else None, table.num_rows, source,
+                                        plan.unsplit)
     declared = set(splits.tolist())
     rows = np.arange(table.num_rows)
-    if slots is not None and not np.isin(splits, list(slots)).all():  # other splits are never read further
-        rows = np.flatnonzero(np.isin(splits, list(slots)))
+    if plan.slots is not None and not np.isin(splits, list(plan.slots)).all():  # other splits are never read
+        rows = np.flatnonzero(np.isin(splits, list(plan.slots)))
         table, splits = table.take(pa.array(rows)), splits[rows]
     # `emotion` is Kaggle's column, so integer values there are Kaggle codes, not fertune indices.
-    labels, dropped = _labels_from_column(table[label_col or emotion_col], emotion_col is not None, extra_map, source)
+    labels, dropped = _labels_from_column(table[label_col or emotion_col], emotion_col is not None, plan.classes,
+                                          source)
 
     keep = np.flatnonzero(labels >= 0)  # dropped rows are never decoded
     # take() copies the column; skip it in the usual case where nothing is dropped.
@@ -178,17 +198,20 @@ def read_table(table: pa.Table, source: str, size: int, extra_map: dict[str, str
             col = pa.chunked_array([chunk.field("bytes") for chunk in col.chunks], type=col.type.field("bytes").type)
         if not (pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type)):
             raise DataError(f"{source}: column '{image_col}' has type {col.type}; expected encoded image bytes")
-        images, ok = decode_many(kept(col).to_pylist(), size)
-        warn_corrupt(source, [f"row {rows[keep[i]]}" for i in np.flatnonzero(~ok)])
+        images, ok, no_face = decode_many(kept(col).to_pylist(), plan.size, crop=plan.crop)
+        corrupt = ~ok & ~no_face
+        warn_corrupt(source, [f"row {rows[keep[i]]}" for i in np.flatnonzero(corrupt)])
     else:
-        images, ok = _images_from_pixels(kept(table[pixels_col]).to_pylist(), size, source, rows[keep])
-        warn_corrupt(source, [f"row {rows[keep[i]]} (empty pixels)" for i in np.flatnonzero(~ok)])
+        images, ok, no_face = _images_from_pixels(kept(table[pixels_col]).to_pylist(), plan, source, rows[keep])
+        corrupt = ~ok & ~no_face
+        warn_corrupt(source, [f"row {rows[keep[i]]} (empty pixels)" for i in np.flatnonzero(corrupt)])
+    names = np.array([f"row {r}" for r in rows[keep]], dtype=object)
     good = keep[ok]
-    return RawData(images[ok], labels[good], splits[good], declared, dropped, int((~ok).sum()), notes)
+    return RawData(images[ok], labels[good], splits[good], names[ok], declared, dropped, int(corrupt.sum()), notes,
+                   list(names[no_face]))
 
 
-def read_parquet(path: Path, size: int, extra_map: dict[str, str] | None, slots: tuple[str, ...] | None = None,
-                 unsplit: str = "train") -> RawData:
+def read_parquet(path: Path, plan: ReadPlan) -> RawData:
     import pyarrow.parquet as pq  # a heavy import; only Parquet users pay it
 
     wanted = {"image", "pixels", "label", "emotion", "split", "usage"}
@@ -199,11 +222,10 @@ def read_parquet(path: Path, size: int, extra_map: dict[str, str] | None, slots:
         table = pq.read_table(path, columns=columns) if columns else pa.table({n: [] for n in names})
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(f"{path}: cannot read as Parquet: {err}") from err
-    return read_table(table, str(path), size, extra_map, slots, unsplit)
+    return read_table(table, str(path), plan)
 
 
-def read_csv(path: Path, size: int, extra_map: dict[str, str] | None, slots: tuple[str, ...] | None = None,
-             unsplit: str = "train") -> RawData:
+def read_csv(path: Path, plan: ReadPlan) -> RawData:
     import pyarrow.csv as pcsv
 
     # Arrow's multi-threaded CSV reader takes about 1 s for the 300 MB fer2013.csv (pandas' C engine ~4 s).
@@ -211,7 +233,7 @@ def read_csv(path: Path, size: int, extra_map: dict[str, str] | None, slots: tup
         table = pcsv.read_csv(path)
     except pa.ArrowInvalid as err:
         raise DataError(f"{path}: cannot parse as CSV: {err}") from err
-    return read_table(table, str(path), size, extra_map, slots, unsplit)
+    return read_table(table, str(path), plan)
 
 
 # ---------------------------------------------------------------------------------------------- folders
@@ -229,10 +251,9 @@ def _read_file(path: Path) -> bytes | None:
         return None
 
 
-def read_folder(root: Path, size: int, extra_map: dict[str, str] | None, slots: tuple[str, ...] | None = None,
-                unsplit: str = "train") -> RawData:
-    """ROOT/<split>/<class>/* (or ROOT/<class>/*, one split: `unsplit`). Files sort by name within a class;
-    only the split folders of `slots` (all when None) are read."""
+def read_folder(root: Path, plan: ReadPlan) -> RawData:
+    """ROOT/<split>/<class>/* (or ROOT/<class>/*, one split: `plan.unsplit`). Files sort by name within a
+    class; only the split folders of the plan's slots are read."""
     subdirs = _subdirs(root)
     notes: list[str] = []
     split_names = sorted(set(SPLIT_ALIASES))
@@ -243,12 +264,12 @@ def read_folder(root: Path, size: int, extra_map: dict[str, str] | None, slots: 
         # No split level: accept ROOT/<class>/ if every folder is a class name, as a one-split set.
         for d in subdirs:
             try:
-                canonical_class(d.name, extra_map)
+                canonical_class(d.name, plan.classes)
             except ValueError:
                 raise DataError(f"{root}: subfolders {[s.name for s in subdirs][:10]} are neither split names "
                                 f"({', '.join(split_names)}) nor class names; expected ROOT/<split>/<class>/<images>") from None
-        layout = [(unsplit, root)]
-        notes.append(f"no split folders (ROOT/<class>/): every image is {unsplit}")
+        layout = [(plan.unsplit, root)]
+        notes.append(f"no split folders (ROOT/<class>/): every image is {plan.unsplit}")
     else:
         unknown = [d.name for d in subdirs if split_slot(d.name) is None]
         if unknown:
@@ -256,8 +277,8 @@ def read_folder(root: Path, size: int, extra_map: dict[str, str] | None, slots: 
                             "(case-insensitive)")
         layout = [(split_slot(d.name), d) for d in subdirs]
     declared = {s for s, _ in layout}
-    if slots is not None:
-        layout = [(s, d) for s, d in layout if s in slots]
+    if plan.slots is not None:
+        layout = [(s, d) for s, d in layout if s in plan.slots]
 
     files: list[Path] = []
     labels: list[int] = []
@@ -266,7 +287,7 @@ def read_folder(root: Path, size: int, extra_map: dict[str, str] | None, slots: 
     ignored: Counter = Counter()
     for split, split_dir in layout:
         for class_dir in _subdirs(split_dir):
-            canon = _canonical_or_error(class_dir.name, extra_map, str(class_dir))
+            canon = _canonical_or_error(class_dir.name, plan.classes, str(class_dir))
             images = []
             for f in sorted(class_dir.iterdir()):
                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
@@ -282,30 +303,30 @@ def read_folder(root: Path, size: int, extra_map: dict[str, str] | None, slots: 
     if ignored:
         notes.append("ignored non-image files: " + ", ".join(f"{k} x{v}" for k, v in sorted(ignored.items())))
 
-    images, ok = decode_many(files, size, read=_read_file)
-    warn_corrupt(str(root), [str(files[i].relative_to(root)) for i in np.flatnonzero(~ok)])
-    return RawData(images[ok], np.asarray(labels, np.int64)[ok], np.asarray(splits, dtype=object)[ok],
-                   declared, dropped, int((~ok).sum()), notes)
+    images, ok, no_face = decode_many(files, plan.size, read=_read_file, crop=plan.crop)
+    names = np.array([f.relative_to(root).as_posix() for f in files], dtype=object)
+    corrupt = ~ok & ~no_face
+    warn_corrupt(str(root), list(names[corrupt]))
+    return RawData(images[ok], np.asarray(labels, np.int64)[ok], np.asarray(splits, dtype=object)[ok], names[ok],
+                   declared, dropped, int(corrupt.sum()), notes, list(names[no_face]))
 
 
 # ---------------------------------------------------------------------------------------------- dispatch
 
 
-def read_source(path: Path, size: int, extra_map: dict[str, str] | None, slots: tuple[str, ...] | None = None,
-                unsplit: str = "train") -> RawData:
-    """Pick the reader for `path` by what it is: a folder, a Parquet file or a CSV. Only the splits in `slots`
-    (all when None) are read; a source without splits is one split, `unsplit`."""
+def read_source(path: Path, plan: ReadPlan) -> RawData:
+    """Pick the reader for `path` by what it is: a folder, a Parquet file or a CSV, and read it as planned."""
     if not path.exists():
         raise DataError(f"{path} does not exist; pass a Parquet/CSV file, an image folder "
                         "ROOT/<split>/<class>/, or 'demo'")
     if path.is_dir():
-        return read_folder(path, size, extra_map, slots, unsplit)
+        return read_folder(path, plan)
     suffixes = "".join(path.suffixes[-2:]).lower()
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"PAR1" or path.suffix.lower() in (".parquet", ".pq"):
-        return read_parquet(path, size, extra_map, slots, unsplit)
+        return read_parquet(path, plan)
     if path.suffix.lower() == ".csv" or suffixes in (".csv.gz", ".csv.bz2"):
-        return read_csv(path, size, extra_map, slots, unsplit)
+        return read_csv(path, plan)
     raise DataError(f"{path}: unrecognised data format (suffix '{path.suffix}'); pass a Parquet file (.parquet), "
                     "a CSV (.csv, Kaggle fer2013.csv style), an image folder ROOT/<split>/<class>/, or 'demo'")

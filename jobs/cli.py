@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, required=False)
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
     p.add_argument("--labels", metavar="FERPLUS_CSV", help="score against FER+ votes instead of the dataset's labels")
+    p.add_argument("--faces", action="store_true",
+                   help="full-size photos: detect faces and score each image's largest one; images without a face "
+                        "are counted, not scored")
+    p.add_argument("--save-crops", metavar="DIR", help="write the crops that were scored, DIR/<class>/<image>.png")
     p.add_argument("--tta", action="store_true", help="also report horizontal-flip test-time augmentation")
     p.add_argument("--out", help=f"where to write the eval JSON (default: {runs.EVAL} beside the model)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -104,9 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, VideoSettings)  # defaults and help live in fer_core.video_settings (also docs/video.md's table)
     p.add_argument("--address", metavar="auto|ray://HOST:PORT", help="join a running Ray cluster (default: start one here)")
 
-    p = sub.add_parser("report", help="HTML report of a train run, search or video output",
+    p = sub.add_parser("report", help="HTML report of a train run, search, video output or evaluation JSON",
                        description="Writes FOLDER/report/index.html and its PNGs (viewable offline); see docs/report.md.")
-    p.add_argument("folder", help="a train run (runs/train/NAME), a search (runs/search/NAME) or a `fertune video --out` folder")
+    p.add_argument("folder", help="a train run (runs/train/NAME), a search (runs/search/NAME), a `fertune video "
+                                  "--out` folder, or a JSON from `fertune eval` (cross-dataset)")
     p.add_argument("--data", metavar="PATH|demo",
                    help=f"data to evaluate the model(s) on (default: the data the run was trained on, from {runs.DATA})")
     p.add_argument("--out", help="report folder (default FOLDER/report)")

@@ -89,6 +89,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def save_crops(split, folder: Path, no_face: list[str]) -> int:
+    """The images as scored, as PNGs: folder/<true class>/<source name>.png, and folder/no_face.txt listing
+    the images in which no face was found."""
+    import cv2
+
+    from fer_core.labels import CLASSES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "no_face.txt").write_text("".join(f"{name}\n" for name in no_face))
+    for i, (image, label) in enumerate(zip(split.images, split.labels)):
+        name = str(split.names[i]) if split.names is not None else f"{i:06d}"
+        out = folder / CLASSES[int(label)] / (name.replace("/", "__").replace(" ", "_").rsplit(".", 1)[0] + ".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(out), image)
+    return len(split.images)
+
+
 def cmd_eval(args) -> int:
     from fer_core.evaluate import evaluate
     from fer_core.infer import Predictor
@@ -97,9 +114,21 @@ def cmd_eval(args) -> int:
     if not args.data:
         raise ValueError("fertune eval needs --data PATH (the dataset to score; with --labels, the images the FER+ "
                          "votes belong to)")
+    if args.faces and args.labels:
+        raise ValueError("--faces and --labels do not go together: FER+ votes belong to FER2013's 48x48 crops, "
+                         "which need no face detection")
     predictor = Predictor(args.model, device=args.device, precision=args.precision)
-    data = load_data(args.data, classes=parse_class_map(args.classes), splits=(args.split,))
+    crop = None
+    if args.faces:
+        from fer_core.faces import largest_face_crop
+
+        crop = largest_face_crop(predictor.img_size)
+    data = load_data(args.data, classes=parse_class_map(args.classes), splits=(args.split,),
+                     img_size=predictor.img_size, crop=crop)
     scored = data.split(args.split)
+    if args.save_crops:
+        saved = save_crops(scored, Path(args.save_crops), data.no_face)
+        print(f"wrote {saved} scored crops to {args.save_crops} (and no_face.txt: {len(data.no_face)} images)")
     counts = None
     if args.labels:
         from fer_core.dataset import Split
