@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fer_core.runs import new_file_mode
+
 FORMAT = "fertune-ckpt-1"
 
 
@@ -23,6 +25,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

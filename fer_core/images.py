@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import cv2
@@ -64,6 +65,25 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
         return img
     interp = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_LINEAR
     return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def read_image(source: "str | Path | np.ndarray | object") -> np.ndarray:
+    """An image to run faces on, as a uint8 BGR (or gray) array: a file path, a numpy array (BGR, or gray),
+    or a PIL image. Errors name the file and the fix."""
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim not in (2, 3):
+            raise ValueError(f"expected a uint8 image array (H, W) or (H, W, 3), got {source.dtype} {source.shape}")
+        return source
+    if hasattr(source, "convert") and hasattr(source, "size"):  # a PIL image: PIL is RGB, fertune works in BGR
+        return np.ascontiguousarray(np.asarray(source.convert("RGB"))[:, :, ::-1])
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; pass an image file, a numpy BGR array or a PIL image")
+    image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image (suffixes OpenCV decodes: "
+                         f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+    return image
 
 
 def decode_gray(buf: bytes | np.ndarray | None) -> np.ndarray | None:

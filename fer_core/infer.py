@@ -170,6 +170,15 @@ class Predictor:
             total += member.probs(crops, self.batch_size)[0]
         return (total / len(self.members)).astype(np.float32)
 
+    def predict(self, source: str | Path | np.ndarray | Any, faces: bool = True) -> list[dict[str, Any]]:
+        """The faces in one image and their emotions, as `fertune serve` replies with them: a list of
+        {"box": [x, y, w, h], "probs": {class: p}, "emotion", "score"}, largest face first. `source` is an
+        image file, a numpy BGR (or gray) uint8 array, or a PIL image; faces=False classifies the whole
+        image as one face crop."""
+        from fer_core.images import read_image
+
+        return [face.to_dict() for face in self.predict_image(read_image(source), faces=faces)]
+
     def predict_image(self, image: np.ndarray, faces: bool = True) -> list[FacePrediction]:
         return self.predict_images([image], faces=faces)[0]
 

@@ -6,6 +6,7 @@ readers and writers of the small files that several packages share.
         weights/last.pt  weights/best.pt
     runs/search/NAME/                a search
         search.yaml  results.parquet  timing.json  best/  ensemble/members.json  ensemble/eval.json
+    runs/predict/NAME/               predictions.jsonl, annotated images and videos (--save)
     DIR/ (fertune video --out)       manifest.parquet, and per input frames.parquet, segments.csv,
                                      summary.json, timeline.png
 
@@ -44,6 +45,8 @@ RAY_STORAGE = "ray"   # a search's Ray experiment state, unless --storage puts i
 # a Ray Tune trial folder's own files (read by the report of a search still running)
 TUNE_RESULT = "result.json"
 TUNE_PARAMS = "params.json"
+# fertune predict outputs (runs/predict/NAME/): annotated images beside them
+PREDICTIONS = "predictions.jsonl"
 # fertune video outputs
 MANIFEST = "manifest.parquet"
 FRAMES = "frames.parquet"
@@ -116,6 +119,13 @@ def is_video_folder(folder: Path) -> bool:
 
 
 # -------------------------------------------------------------------------------------- atomic writes
+def new_file_mode() -> int:
+    """The permissions open() would give a new file (mkstemp's are 0600, unreadable to other users)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temp file in the same folder, then rename: readers see the old file or the new one."""
     path = Path(path)
@@ -124,6 +134,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -195,10 +206,12 @@ def read_data_json(run: Path) -> dict[str, Any] | None:
 def resolve_checkpoints(path: str | Path) -> tuple[list[Path], Path | None]:
     """The checkpoint files behind a `--model` PATH, and the folder holding eval.json/members.json (if any).
 
-    PATH may be a `.pt` file, a train run folder (its weights/best.pt), a search's `best/` (a run folder)
-    or a search's `ensemble/` (members.json listing member checkpoints).
+    PATH may be a `.pt` file, a train run folder (its weights/best.pt), a search's `best/` (a run folder),
+    a search's `ensemble/` (members.json listing member checkpoints), or a bundled model's name.
     """
-    path = Path(path)
+    from fer_core.bundled import bundled_path
+
+    path = bundled_path(path) or Path(path)
     if path.is_file():
         return [path], path.parent.parent if path.parent.name == WEIGHTS else path.parent
     if (path / MEMBERS).is_file():

@@ -21,6 +21,10 @@ from fer_core.face_finder import FaceFinder, FinderStats
 from fer_core.temporal import Box
 from fer_core.video_settings import VideoSettings
 
+# File suffixes taken for videos when a folder is searched for them.
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
+                    ".3gp", ".ogv"}
+
 # Leading bytes of containers OpenCV's FFmpeg backend reads, to tell "truncated or unknown codec" from
 # "not a video at all" when OpenCV cannot open a file.
 _MAGIC = {

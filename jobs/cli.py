@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from fer_core import runs
+from fer_core.bundled import DEFAULT_MODEL
 from fer_core.config import ConfigError
 from fer_core.settings import add_flags
 from fer_core.stop import sigterm_as_interrupt
@@ -18,6 +19,12 @@ def _add_model_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="TrainConfig values from a YAML file (applied before --set)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one TrainConfig value, repeatable (e.g. --set model=cnn_small --set lr=3e-4)")
+
+
+def _add_model(p: argparse.ArgumentParser, more: str = "") -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"a bundled model's name (`fertune models`), a checkpoint .pt, a run folder, or a search's "
+                        f"best/ or ensemble/ (default {DEFAULT_MODEL}){more}")
 
 
 def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -93,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes but health (or $FERTUNE_API_KEY)")
 
     p = sub.add_parser("export", help="export a model to ONNX or TorchScript")
-    p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/")
+    _add_model(p)
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     p.add_argument("--out", help="output file or folder (default: <model folder>/export/); preprocess.json goes beside it")
     p.add_argument("--exist-ok", action="store_true", help="overwrite an existing export")
@@ -102,8 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description=f"Per-video {', '.join(runs.VIDEO_OUTPUTS)}, {runs.TIMELINE} and "
                                    f"DIR/{runs.MANIFEST}; reruns skip finished videos. See docs/video.md.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders, globs, or a .txt of paths")
-    p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/; "
-                                                  "faces are cropped at its input size")
+    _add_model(p, "; faces are cropped at its input size")
     p.add_argument("--out", required=True, help=f"output folder ({runs.MANIFEST} and one folder per video)")
     add_flags(p, VideoSettings)  # defaults and help live in fer_core.video_settings (also docs/video.md's table)
     p.add_argument("--address", metavar="auto|ray://HOST:PORT", help="join a running Ray cluster (default: start one here)")
@@ -115,6 +121,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH|demo",
                    help=f"data to evaluate the model(s) on (default: the data the run was trained on, from {runs.DATA})")
     p.add_argument("--out", help="report folder (default FOLDER/report)")
+
+    p = sub.add_parser("predict", help="faces and emotions in images, folders of images or videos (no Ray)",
+                       description="One line per face: file, box, emotion, score. In-process, no Ray.")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders of images, or video files")
+    _add_model(p)
+    p.add_argument("--no-faces", action="store_true", help="the images are face crops: classify each whole image")
+    p.add_argument("--save", action="store_true", help="write annotated images (and videos) to runs/predict/NAME/")
+    p.add_argument("--json", action="store_true",
+                   help=f"write the serve reply objects, one JSON line per image or frame, to runs/predict/NAME/{runs.PREDICTIONS}")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    p.add_argument("--sample-fps", type=float, default=VideoSettings.sample_fps,
+                   help=f"frames analysed per second of a video (default {VideoSettings.sample_fps:g})")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--project", default="runs/predict", help="parent folder of --save/--json outputs (default runs/predict)")
+    p.add_argument("--name", help="output folder name (default: a fresh exp, exp2, ...)")
+    p.add_argument("--exist-ok", action="store_true", help="write into an existing --name folder")
+
+    sub.add_parser("models", help="list the bundled models: accuracy, size, how they were trained")
 
     p = sub.add_parser("demo", help="a short end-to-end run: a 4-trial search on synthetic faces (runs/search/NAME)")
     p.add_argument("--project", default="runs/search", help="parent folder of search folders (default runs/search)")
@@ -153,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             from jobs import train_cli
 
             return getattr(train_cli, f"cmd_{args.command}")(args)
+        if args.command in ("predict", "models"):
+            from jobs import predict
+
+            return getattr(predict, "main" if args.command == "predict" else "models")(args)
         if args.command == "search":
             from jobs.search import main as run
         elif args.command == "video":

@@ -19,12 +19,10 @@ import pandas as pd
 
 from fer_core import runs
 from fer_core.settings import from_namespace
-from fer_core.video_frames import check_input
+from fer_core.video_frames import VIDEO_EXTENSIONS, check_input
 from fer_core.video_settings import VideoSettings
 from jobs.video_outputs import _atomic, is_complete
 
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
-                    ".3gp", ".ogv"}
 LIST_EXTENSIONS = {".txt", ".lst", ".list"}
 MANIFEST_COLUMNS = ["path", "status", "reason", "frames", "faces", "seconds", "out_dir", "key"]
 
