@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="training device (default: TrainConfig.device)")
 
     p = sub.add_parser("eval", help=f"evaluate a model on a dataset split, write {runs.EVAL}")
-    p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/")
+    p.add_argument("--model", required=True, help="checkpoint .pt, run folder, a search's best/ or ensemble/, or a "
+                                                  "bundled model's name (`fertune models`)")
     _add_data(p, required=False)
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
     p.add_argument("--labels", metavar="FERPLUS_CSV", help="score against FER+ votes instead of the dataset's labels")

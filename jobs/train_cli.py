@@ -152,7 +152,11 @@ def cmd_eval(args) -> int:
     if report.get("absent_classes"):
         print(f"note: no {args.split} images of {', '.join(report['absent_classes'])} in {args.data}; "
               f"those classes are left out of the macro averages")
-    out = Path(args.out) if args.out else runs.eval_path(predictor.folder or Path("."), args.data, args.split)
+    from fer_core.bundled import ROOT as BUNDLED
+
+    # beside the model, unless it ships in the package: never write into an installed package
+    home = predictor.folder if predictor.folder and BUNDLED not in predictor.folder.resolve().parents else Path(".")
+    out = Path(args.out) if args.out else runs.eval_path(home, args.data, args.split)
     result.write(out)
     print(f"wrote {out}")
     return 0
