@@ -94,3 +94,21 @@ def test_wrong_columns_and_unknown_class_via_cli(tmp_path):
     cv2.imwrite(str(folder / "a.png"), np.zeros((48, 48), np.uint8))
     out = run_cli("train", "--data", str(tmp_path / "imgs"), "--project", str(tmp_path), cwd=tmp_path, timeout=120)
     assert out.returncode == 2 and "joyful" in out.stderr and "--classes" in out.stderr
+
+
+def test_demo_is_a_search_built_by_the_search_parser(tmp_path, monkeypatch):
+    """`fertune demo` parses its flags with the real `fertune search` parser, so it gets every search default."""
+    from jobs import cli, search
+
+    seen = {}
+
+    def start(args):
+        seen["args"] = args
+        return tmp_path / "runs" / "d"
+
+    monkeypatch.setattr(search, "start", start)
+    assert cli.main(["demo", "--project", str(tmp_path / "runs"), "--name", "d"]) == 0
+    args = seen["args"]
+    assert (args.command, args.data, args.space, args.num_samples, args.top_k) == ("search", "demo", "demo.yaml", 4, 3)
+    assert (args.project, args.name, args.resume, args.show) == (str(tmp_path / "runs"), "d", False, False)
+    assert args.seed == 0 and args.cpus_per_trial is None  # the search parser's defaults, not hand-written ones

@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
-from test_search import tiny_space
+from conftest import REPO, run_cli, tiny_space
 
 
 def _cluster_config() -> dict:
