@@ -43,8 +43,9 @@ def evaluate(model: str | Path | Predictor, data: FerData | Split, split: str | 
     """Score `model` (a `--model` path or a loaded Predictor) on one labelled split.
 
     `data` is a FerData (then `split` names the slot, default test, else val), a dataset path (only the
-    scored split is loaded) or a bare Split (then `split` is only its name in the report, default "test"). With `tta` the report also carries the
-    flip-TTA accuracy and macro-F1 (each member's plain and mirrored pass, averaged).
+    scored split is loaded) or a bare Split (then `split` is only its name in the report, default "test").
+    With `tta` the report also carries the flip-TTA accuracy and macro-F1 (each member's plain and mirrored
+    pass, averaged).
     """
     if isinstance(data, (str, Path)):
         from fer_core.data import load_scored

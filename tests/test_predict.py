@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -138,3 +139,15 @@ def test_predict_a_real_video_with_no_model_flag(tmp_path):
 def test_models_lists_the_bundled_model(tmp_path):
     res = run_cli("models", cwd=tmp_path, timeout=60)
     assert res.returncode == 0 and DEFAULT_MODEL in res.stdout and "trained with: fertune train" in res.stdout
+
+
+@pytest.mark.skipif(not CLIP.is_file(), reason="real video absent (clone with ../shared beside the repo)")
+def test_video_with_no_model_flag_uses_the_bundled_model(tmp_path):
+    import pandas as pd
+
+    res = run_cli("video", str(CLIP), "--out", str(tmp_path / "out"), cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    manifest = pd.read_parquet(tmp_path / "out" / runs.MANIFEST)
+    assert list(manifest["status"]) == ["ok"] and manifest["faces"].iloc[0] >= 1
+    summary = json.loads((Path(manifest["out_dir"].iloc[0]) / runs.SUMMARY).read_text())
+    assert summary["model"] == DEFAULT_MODEL and summary["settings"]["crop_size"] == 48
