@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fer_core import faces
+from fer_core import runs
 from fer_core.runs import atomic_write_text
 
 TOLERANCE = 1e-4
@@ -144,7 +145,7 @@ def export(model_path: str | Path, fmt: str, out: str | None = None, exist_ok: b
         diff = float(np.abs(got - expected).max())
         if not diff <= TOLERANCE:
             raise RuntimeError(f"the {fmt} export disagrees with PyTorch by {diff:.2e} (> {TOLERANCE}); "
-                               f"please report this with the model's config.yaml")
+                               f"please report this with the model's {runs.CONFIG}")
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
