@@ -322,6 +322,11 @@ def _json_images(body: bytes) -> list[bytes]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise malformed(f"the JSON body does not parse ({err}); send {{\"images\": [\"<base64>\", ...]}}") from None
+    except RecursionError:
+        # json's decoder recurses once per nesting level; a few kB of "[[[[..." reach Python's recursion
+        # limit. That is the client's malformed body, not a server fault (it used to be a 500).
+        raise malformed("the JSON body is nested too deeply to parse; send a flat "
+                        "{\"images\": [\"<base64>\", ...]} (two levels)") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("images"), list):
         raise malformed("the JSON body must be {\"images\": [\"<base64 of an image file>\", ...]}")
     images = []

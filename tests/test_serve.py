@@ -225,6 +225,20 @@ def test_concurrent_requests_are_batched_and_exact(server, predictor):
     assert after["batches"] - before["batches"] <= after["items"] - before["items"]
 
 
+def test_deeply_nested_json_is_malformed_and_the_replica_survives(server):
+    """JSON nested 10,000 deep exceeds the parser's recursion limit: the client's 422, not a 500."""
+    pid = replica_pid(server)
+    deep = b'{"images": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    status, reply, _ = http("POST", f"{server}/v1/predict/batch", deep, {"Content-Type": "application/json"})
+    assert (status, reply.get("error")) == (422, "malformed_request"), reply
+    assert "nested too deeply" in reply["detail"] and '{"images"' in reply["detail"], reply["detail"]
+    good = png(scenes(1, seed=4)[0])
+    payload = json.dumps({"images": [base64.b64encode(good).decode()]}).encode()
+    status, reply, _ = http("POST", f"{server}/v1/predict/batch", payload, {"Content-Type": "application/json"})
+    assert status == 200 and len(reply["results"][0]["faces"]) >= 1, reply
+    assert replica_pid(server) == pid  # the same replica answered: no crash and restart
+
+
 def test_batch_route_multipart_and_json(server, predictor):
     images = scenes(3, seed=5)
     body, ctype = multipart([("files", f"s{i}.png", "image/png", png(im)) for i, im in enumerate(images)])
