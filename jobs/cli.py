@@ -6,9 +6,11 @@ import argparse
 import signal
 import sys
 import threading
+from dataclasses import asdict
 
 from fer_core import runs
 from fer_core.config import ConfigError
+from fer_core.settings import add_flags, from_namespace
 
 EPILOG = "Run `fertune COMMAND -h` for a command's flags. Docs: README.md and docs/interfaces.md."
 
@@ -77,15 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default="runs/search", help="parent folder of search folders (default runs/search)")
 
     p = sub.add_parser("serve", help="serve a model over HTTP with Ray Serve (docs/serve.md)")
-    p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    p.add_argument("--replicas", default="1", metavar="N|auto", help="model replicas, or 'auto' to autoscale (default 1)")
-    p.add_argument("--max-batch-size", type=int, default=32, help="requests classified per forward pass (1 = no batching)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0,
-                   help="how long a batch waits for more requests while others are in flight (default 5)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes but health (or $FERTUNE_API_KEY)")
+    # the flags, their defaults and help are serve.settings.ServeSettings' fields (a light module: no Ray)
+    from serve.settings import ServeSettings
+
+    add_flags(p, ServeSettings, required=("model",))
 
     p = sub.add_parser("export", help="export a model to ONNX or TorchScript")
     p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/")
@@ -168,9 +165,16 @@ def main(argv: list[str] | None = None) -> int:
             from jobs.search import main as run
         elif args.command == "video":
             from jobs.video import main as run
-        elif args.command in ("serve", "export"):
-            module = __import__(f"serve.{'app' if args.command == 'serve' else 'export'}", fromlist=["main"])
-            run = module.main
+        elif args.command == "serve":
+            from serve.settings import ServeSettings, settings_from_dict
+
+            # validated before serve.app (Ray, torch) is even imported: a bad flag fails at once
+            settings = settings_from_dict(asdict(from_namespace(ServeSettings, args)))
+            from serve.app import main as serve_main
+
+            return serve_main(settings) or 0
+        elif args.command == "export":
+            from serve.export import main as run
         else:
             from analysis.report import main as run
         return run(args) or 0

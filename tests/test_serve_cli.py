@@ -1,5 +1,6 @@
-"""The real `fertune serve` command: flag errors before Ray starts, a served model with a token, Ctrl-C,
-and the Serve config file that `serve run` / `serve deploy` read."""
+"""The real `fertune serve` command: flag errors before Ray starts, a served model with a token, Ctrl-C, and
+the one source of serve defaults (ServeSettings) behind the flags, the docs' flag table and the Serve
+config file that `serve run` / `serve deploy` read."""
 from __future__ import annotations
 
 import os
@@ -36,7 +37,7 @@ def test_bad_flags_fail_before_ray_starts(tiny_model, flags, message):
 
 
 def test_exposure_warning_only_without_token_beyond_loopback(tiny_model):
-    from serve.app import exposure_warning, settings_from_dict
+    from serve.settings import exposure_warning, settings_from_dict
 
     def warn(**kw):
         return exposure_warning(settings_from_dict({"model": str(tiny_model), **kw}))
@@ -96,3 +97,54 @@ def test_serve_config_yaml_is_a_valid_serve_deploy_config(tiny_model):
     built = build_app(args)  # what `serve run` / `serve deploy` call with the file's args
     assert type(built).__name__ == "Application"
     assert config["applications"][0]["deployments"][0]["name"] == "FerServer"
+
+
+# ------------------------------------------------------------------------- one source of serve defaults
+TABLE_HELP = ("paste the output of: python -c 'from fer_core.settings import docs_table; "
+              "from serve.settings import ServeSettings; print(docs_table(ServeSettings))'")
+
+
+def test_docs_flag_table_is_the_settings_table():
+    from fer_core.settings import docs_table
+    from serve.settings import ServeSettings
+
+    docs = (REPO / "docs" / "serve.md").read_text()
+    tables = [block for block in docs.split("\n\n") if block.startswith("| flag | default | meaning |")]
+    assert tables == [docs_table(ServeSettings)], f"docs/serve.md's flag table is not ServeSettings'; {TABLE_HELP}"
+
+
+def test_serve_config_yaml_holds_the_settings_defaults():
+    from fer_core.settings import defaults
+    from serve.settings import ServeSettings
+
+    want = defaults(ServeSettings)
+    config = yaml.safe_load((REPO / "serve" / "config.yaml").read_text())
+    app = config["applications"][0]
+    got = {**{k: v for k, v in app["args"].items() if k != "model"},
+           "host": config["http_options"]["host"], "port": config["http_options"]["port"]}
+    # every setting is in the file, but the model (the user's) and the API key (kept out of files on purpose)
+    assert sorted(set(got) | {"model", "api_key"}) == sorted(want)
+    assert got == {k: want[k] for k in got}, "serve/config.yaml differs from ServeSettings' defaults"
+    assert app["deployments"][0]["num_replicas"] == int(want["replicas"])
+
+
+def test_cli_flags_are_the_settings_fields():
+    from dataclasses import fields
+
+    from fer_core.settings import flag_name, from_namespace
+    from jobs.cli import build_parser
+    from serve.settings import ServeSettings
+
+    parser = build_parser()
+    assert from_namespace(ServeSettings, parser.parse_args(["serve", "--model", "m"])) == ServeSettings(model="m")
+    s = from_namespace(ServeSettings, parser.parse_args(["serve", "--model", "m", "--max-batch-size", "8",
+                                                         "--batch-wait-ms", "2", "--replicas", "auto",
+                                                         "--api-key", "k", "--port", "9000"]))
+    assert (s.max_batch_size, s.batch_wait_ms, s.replicas, s.api_key, s.port) == (8, 2.0, "auto", "k", 9000)
+    on_cli = {f.name for f in fields(ServeSettings) if f.metadata["flag"]}
+    assert on_cli == {"model", "host", "port", "replicas", "max_batch_size", "batch_wait_ms", "device", "api_key"}
+    for name in ("max_bytes", "max_pixels", "max_images", "num_cpus"):  # config-file settings only
+        with pytest.raises(SystemExit):
+            parser.parse_args(["serve", "--model", "m", flag_name(name), "1"])
+    with pytest.raises(SystemExit):  # --model stays required
+        parser.parse_args(["serve"])
