@@ -38,8 +38,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
 
-from fer_core.infer import Predictor
-from fer_core.labels import CLASSES
+from fer_core.infer import FacePrediction, Predictor
 from fer_core.settings import defaults
 from serve.decode import RequestError, image_size, images_from_body
 from serve.routes import BATCH_BODY, IMAGE_BODY, api, error_response, prepare, read_body
@@ -66,7 +65,6 @@ class FerServer:
         self.s = ServeSettings(**settings)
         torch.set_num_threads(max(1, int(self.s.num_cpus)))
         self.predictor = Predictor(self.s.model, device=self.s.device)
-        self.classes = CLASSES
         self.limits = self.s.limits
         self.wait_s = self.s.batch_wait_ms / 1000
         self._classify.set_max_batch_size(self.s.max_batch_size)
@@ -104,7 +102,7 @@ class FerServer:
         bounds = np.cumsum([0, *sizes])
         return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-    async def _faces(self, images: list[bytes], faces: bool) -> list[list[dict[str, Any]]]:
+    async def _faces(self, images: list[bytes], faces: bool) -> list[list[FacePrediction]]:
         prepared = []
         for i, data in enumerate(images):
             try:
@@ -131,9 +129,7 @@ class FerServer:
         out = []
         for crop_set, boxes in prepared:
             p = next(probs) if len(crop_set) else []
-            out.append([{"box": [int(v) for v in box], "probs": {c: float(x) for c, x in zip(self.classes, row)},
-                         "emotion": self.classes[int(np.argmax(row))], "score": float(np.max(row))}
-                        for box, row in zip(boxes, p)])
+            out.append([FacePrediction(tuple(int(v) for v in box), row) for box, row in zip(boxes, p)])
         return out
 
     async def _predict(self, request: Request, faces: bool, batch: bool) -> JSONResponse:
@@ -143,7 +139,7 @@ class FerServer:
         try:
             body = await read_body(request, self.limits.max_bytes)
             images = images_from_body(body, request.headers.get("content-type"), batch, self.limits)
-            results = await self._faces(images, faces)
+            results = [[face.to_dict() for face in image] for image in await self._faces(images, faces)]
         except RequestError:
             raise
         except Exception as err:  # noqa: BLE001 - any surprise is this request's 500, never the replica's end
