@@ -3,14 +3,13 @@ without Ray Serve or matplotlib; this module is the only place jobs/, serve/ and
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from dataclasses import asdict
 
 from fer_core import runs
 from fer_core.config import ConfigError
 from fer_core.settings import add_flags, from_namespace
+from fer_core.signals import stop_on_sigterm
 
 EPILOG = "Run `fertune COMMAND -h` for a command's flags. Docs: README.md and docs/interfaces.md."
 
@@ -140,20 +139,12 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (docker stop, systemd, Kubernetes) stops a command as Ctrl-C does: the same clean stop, a
-    resumable state and no orphaned Ray processes. The handler re-raises it as SIGINT, so whatever handles
-    Ctrl-C (Python's KeyboardInterrupt, Ray Tune's graceful stop) handles it too."""
-    def forward(signum, frame):
-        signal.raise_signal(signal.SIGINT)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, forward)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _stop_on_sigterm()
+    # SIGTERM (docker stop, systemd, Kubernetes) stops a command as Ctrl-C does: the same clean stop, a
+    # resumable state and no orphaned Ray processes (fer_core/signals.py; commands that start Ray set it
+    # again after ray.init, which replaces it)
+    stop_on_sigterm()
     try:
         if args.command == "demo":
             return demo(args)

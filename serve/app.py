@@ -40,6 +40,7 @@ from ray import serve
 
 from fer_core.infer import FacePrediction, Predictor
 from fer_core.settings import defaults
+from fer_core.signals import stop_on_sigterm
 from serve.decode import RequestError, image_size, images_from_body
 from serve.routes import BATCH_BODY, IMAGE_BODY, api, error_response, prepare, read_body
 from serve.settings import ServeSettings, exposure_warning, settings_from_dict
@@ -229,7 +230,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def main(settings: ServeSettings) -> int:
-    """`fertune serve`: start Ray (or join RAY_ADDRESS), deploy the app, serve until Ctrl-C."""
+    """`fertune serve`: start Ray (or join RAY_ADDRESS), deploy the app, serve until Ctrl-C or SIGTERM."""
     s = settings_from_dict(asdict(settings))
     if s.device == "cuda":
         from fer_core.device import resolve_device
@@ -242,6 +243,10 @@ def main(settings: ServeSettings) -> int:
     import ray
 
     ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level="WARNING")
+    # ray.init replaced the SIGTERM handler: Ray's core worker aborts the driver on SIGTERM, skipping
+    # Serve's and Ray's shutdown (fer_core/signals.py). Put back SIGTERM = Ctrl-C, so that both stop
+    # through the `finally` below.
+    stop_on_sigterm()
     try:
         serve.start(http_options={"host": s.host, "port": s.port})
         serve.run(build(s), name="fertune", route_prefix="/")
