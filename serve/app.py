@@ -70,7 +70,8 @@ class FerServer:
         self.wait_s = self.s.batch_wait_ms / 1000
         self._classify.set_max_batch_size(self.s.max_batch_size)
         self._inflight = 0
-        self.stats = {"batches": 0, "items": 0, "crops": 0}
+        # forward passes, requests and crops classified, and the most requests one forward pass held
+        self.stats = {"batches": 0, "items": 0, "crops": 0, "max_batch": 0}
         self.page = (STATIC / "index.html").read_text()
         # The first forward pass allocates and picks kernels; pay it here, not in the first request.
         self.predictor.predict_crops(np.zeros((2, self.predictor.img_size, self.predictor.img_size), np.uint8))
@@ -90,6 +91,7 @@ class FerServer:
         self.stats["batches"] += 1
         self.stats["items"] += requests
         self.stats["crops"] += crops
+        self.stats["max_batch"] = max(self.stats["max_batch"], requests)
 
     # The decorator's values are only the start: __init__ and each request set this replica's own.
     @serve.batch(max_batch_size=DEFAULTS["max_batch_size"], batch_wait_timeout_s=DEFAULTS["batch_wait_ms"] / 1000)
