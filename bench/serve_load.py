@@ -391,8 +391,13 @@ def main() -> int:
     r18 = results["resnet18_c32"]
     gain = r18["r18_batched"] / r18["r18_unbatched"]
     results["batching_gain_c32_resnet18"] = round(gain, 2)
+    r18_model = results["resnet18_predictor"]
+    ceiling = r18_model["p50"] / (r18_model["batch32_ms"] / 32)
+    results["resnet18_model_batch_gain"] = round(ceiling, 2)
     print(f"resnet18 batching gain at c=32: {r18['r18_batched']} / {r18['r18_unbatched']} = {gain:.2f}x "
-          f"(target >= 2: {verdict(gain >= 2)}); mean batch {r18['mean_batch']['r18_batched']}")
+          f"(target >= 2: {verdict(gain >= 2)}); mean batch {r18['mean_batch']['r18_batched']}; the model alone: "
+          f"{r18_model['p50']} ms a crop one at a time, {r18_model['batch32_ms'] / 32:.2f} ms a crop in a batch of "
+          f"32 ({ceiling:.2f}x)")
     c32 = results["interleaved_c32"]
     share = c32["batched"] / c32["echo"]
     results["echo_share_c32"] = round(share, 3)
