@@ -26,7 +26,8 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from serve.app import FerServer, deployment_options, settings_from_dict
+    from serve.app import FerServer, deployment_options
+    from serve.settings import settings_from_dict
 
     def app(flags: bool, **settings):
         s = settings_from_dict({"model": args.model, **settings})

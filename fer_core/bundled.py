@@ -60,3 +60,11 @@ def bundled_path(model: str | Path) -> Path | None:
     raise FileNotFoundError(f"unknown model '{model}'{hint}; bundled models: {', '.join(known) or 'none'} "
                             f"(`fertune models` lists them), or pass a checkpoint .pt, a run folder, or a search's "
                             f"best/ or ensemble/")
+
+
+def output_home(folder: Path | None) -> Path:
+    """Where a command writes files that belong beside a model (eval JSONs, exports): the model's folder, or
+    the working folder for a bundled model (an installed package is no place for a user's files)."""
+    if folder is None or ROOT in Path(folder).resolve().parents:
+        return Path(".")
+    return Path(folder)

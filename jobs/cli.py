@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 
 from fer_core import runs
 from fer_core.bundled import DEFAULT_MODEL
 from fer_core.config import ConfigError
-from fer_core.settings import add_flags
+from fer_core.settings import add_flags, from_namespace
 from fer_core.stop import sigterm_as_interrupt
 from fer_core.video_settings import VideoSettings
 
@@ -90,15 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default="runs/search", help="parent folder of search folders (default runs/search)")
 
     p = sub.add_parser("serve", help="serve a model over HTTP with Ray Serve (docs/serve.md)")
-    p.add_argument("--model", required=True, help="checkpoint .pt, run folder, or a search's best/ or ensemble/")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    p.add_argument("--replicas", default="1", metavar="N|auto", help="model replicas, or 'auto' to autoscale (default 1)")
-    p.add_argument("--max-batch-size", type=int, default=32, help="requests classified per forward pass (1 = no batching)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0,
-                   help="how long a batch waits for more requests while others are in flight (default 5)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes but health (or $FERTUNE_API_KEY)")
+    # the flags, their defaults and help are serve.settings.ServeSettings' fields (a light module: no Ray)
+    from serve.settings import ServeSettings
+
+    add_flags(p, ServeSettings)
 
     p = sub.add_parser("export", help="export a model to ONNX or TorchScript")
     _add_model(p)
@@ -170,7 +166,7 @@ def demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sigterm_as_interrupt()  # docker stop, systemd, Kubernetes: the same clean stop as Ctrl-C
+    sigterm_as_interrupt()  # docker stop, systemd, Kubernetes: the same clean stop as Ctrl-C (fer_core/stop.py)
     try:
         if args.command == "demo":
             return demo(args)
@@ -186,9 +182,16 @@ def main(argv: list[str] | None = None) -> int:
             from jobs.search import main as run
         elif args.command == "video":
             from jobs.video import main as run
-        elif args.command in ("serve", "export"):
-            module = __import__(f"serve.{'app' if args.command == 'serve' else 'export'}", fromlist=["main"])
-            run = module.main
+        elif args.command == "serve":
+            from serve.settings import ServeSettings, settings_from_dict
+
+            # validated before serve.app (Ray, torch) is even imported: a bad flag fails at once
+            settings = settings_from_dict(asdict(from_namespace(ServeSettings, args)))
+            from serve.app import main as serve_main
+
+            return serve_main(settings) or 0
+        elif args.command == "export":
+            from serve.export import main as run
         else:
             from analysis.report import main as run
         return run(args) or 0

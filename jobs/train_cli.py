@@ -152,11 +152,9 @@ def cmd_eval(args) -> int:
     if report.get("absent_classes"):
         print(f"note: no {args.split} images of {', '.join(report['absent_classes'])} in {args.data}; "
               f"those classes are left out of the macro averages")
-    from fer_core.bundled import ROOT as BUNDLED
+    from fer_core.bundled import output_home
 
-    # beside the model, unless it ships in the package: never write into an installed package
-    home = predictor.folder if predictor.folder and BUNDLED not in predictor.folder.resolve().parents else Path(".")
-    out = Path(args.out) if args.out else runs.eval_path(home, args.data, args.split)
+    out = Path(args.out) if args.out else runs.eval_path(output_home(predictor.folder), args.data, args.split)
     result.write(out)
     print(f"wrote {out}")
     return 0

@@ -16,191 +16,43 @@ request is in flight: a lone request is classified at once instead of paying the
 
 `build_app(args)` is a Serve application builder, so the same app runs under Serve's own CLI:
 `serve run serve.app:build_app model=runs/train/exp` or `serve deploy serve/config.yaml`.
+
+This module holds the replica (`FerServer`) and its deployment; serve/settings.py the settings and their
+defaults (the one source for the CLI flags, serve/config.yaml and the docs), serve/routes.py the FastAPI
+object, the error replies and the request helpers, serve/decode.py the request bodies and images.
 """
 # No `from __future__ import annotations` here: Serve's class-based FastAPI view reads the route
 # signatures at runtime, and string annotations make it treat `self` and `request` as query parameters.
 import asyncio
 import hmac
-import ipaddress
 import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve.decode import Limits, RequestError, decode_image, image_size, images_from_body, too_large
+from fer_core.infer import FacePrediction, Predictor
+from fer_core.settings import defaults
+from fer_core.stop import sigterm_kept
+from serve.decode import RequestError, image_size, images_from_body
+from serve.routes import BATCH_BODY, IMAGE_BODY, api, error_response, prepare, read_body
+from serve.settings import ServeSettings, exposure_warning, settings_from_dict
 
 STATIC = Path(__file__).resolve().parent / "static"
-API_KEY_ENV = "FERTUNE_API_KEY"
+DEFAULTS = defaults(ServeSettings)
 # Images up to this many pixels are decoded and cropped on the event loop (tens of microseconds);
 # larger ones go to a worker thread so a 20 MP photo's Haar pass does not stall the other requests.
 INLINE_PIXELS = 256 * 256
 # A lone request with this few crops is classified on the event loop (a few ms), not through the batch
 # queue and a worker thread: nothing else is waiting, so those hand-offs would be pure cost.
 INLINE_CROPS = 4
-ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-               413: "body_too_large", 415: "unsupported_media_type", 422: "malformed_request",
-               500: "internal_error", 503: "not_ready"}
-
-
-# -------------------------------------------------------------------------------------------- settings
-@dataclass
-class ServeSettings:
-    """Everything a replica needs; built from the CLI flags or from `serve run`/`serve deploy` args."""
-    model: str
-    host: str = "127.0.0.1"
-    port: int = 8000
-    replicas: str = "1"            # a count, or "auto" (Serve autoscaling between 1 and the CPU count)
-    max_batch_size: int = 32       # crops of at most this many requests per forward pass
-    batch_wait_ms: float = 5.0     # how long a batch waits for company while other requests are in flight
-    device: str = "auto"
-    api_key: str | None = None     # bearer token; None = open (loopback only, by default)
-    num_cpus: float = 1.0          # Ray CPUs per replica; also its torch thread count
-    max_bytes: int = Limits.max_bytes
-    max_pixels: int = Limits.max_pixels
-    max_images: int = Limits.max_images
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(self.max_bytes, self.max_pixels, self.max_images)
-
-
-def _coerce(name: str, value: Any) -> Any:
-    kind = {f.name: f.type for f in fields(ServeSettings)}[name]
-    if value is None or kind not in (int, float):
-        return None if value is None else str(value)
-    try:
-        return int(value) if kind is int else float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"serve setting {name}={value!r} is not a{'n int' if kind is int else ' number'}") from None
-
-
-def settings_from_dict(args: dict[str, Any]) -> ServeSettings:
-    """Validated settings; unknown keys and bad values fail before Ray starts, naming the fix."""
-    known = {f.name for f in fields(ServeSettings)}
-    unknown = sorted(set(args) - known)
-    if unknown:
-        raise ValueError(f"unknown serve setting(s) {unknown}; known: {sorted(known)}")
-    if not args.get("model"):
-        raise ValueError("no model given; pass --model PATH (a .pt, a run folder, or a search's best/ or ensemble/)")
-    s = ServeSettings(**{k: _coerce(k, v) for k, v in args.items()})
-    if s.api_key is None and os.environ.get(API_KEY_ENV):
-        s.api_key = os.environ[API_KEY_ENV]
-    if s.api_key is not None and not s.api_key.strip():
-        raise ValueError(f"the API key is empty; pass a non-empty --api-key or unset {API_KEY_ENV}")
-    if s.replicas != "auto" and not (s.replicas.isdigit() and int(s.replicas) >= 1):
-        raise ValueError(f"--replicas {s.replicas!r}: expected a count >= 1 or 'auto'")
-    if s.max_batch_size < 1:
-        raise ValueError(f"--max-batch-size {s.max_batch_size}: expected >= 1 (1 turns batching off)")
-    if not 0 <= s.batch_wait_ms <= 1000:
-        raise ValueError(f"--batch-wait-ms {s.batch_wait_ms}: expected 0..1000 milliseconds")
-    if not 0 <= s.port <= 65535:
-        raise ValueError(f"--port {s.port}: expected 0..65535")
-    if s.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"--device {s.device!r}: expected auto, cpu or cuda")
-    if min(s.max_bytes, s.max_pixels, s.max_images) < 1 or s.num_cpus <= 0:
-        raise ValueError("max_bytes, max_pixels, max_images and num_cpus must be positive")
-    from fer_core.runs import resolve_checkpoints
-
-    resolve_checkpoints(s.model)  # a missing or empty model fails here, not inside a replica
-    s.model = str(Path(s.model).resolve())  # replicas may run with another working directory
-    return s
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def exposure_warning(s: ServeSettings) -> str | None:
-    """The warning printed when the endpoint is reachable beyond this machine without a token."""
-    if is_loopback(s.host) or s.api_key:
-        return None
-    return (f"WARNING: serving on {s.host}:{s.port} without an API key: anyone who can reach this address "
-            f"can use the model. Pass --api-key KEY (or set {API_KEY_ENV}), or bind --host 127.0.0.1.")
-
-
-# ---------------------------------------------------------------------------------------------- the app
-api = FastAPI(
-    title="fertune",
-    description="Facial-emotion recognition. Send an image to /v1/predict; replies list the faces found with "
-                "their boxes [x, y, w, h] and the probabilities of angry, disgust, fear, happy, neutral, sad "
-                "and surprise. With an API key set, send `Authorization: Bearer KEY`.",
-    version="1",
-)
-
-
-def error_response(status: int, code: str, detail: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
-
-
-@api.exception_handler(RequestError)
-async def _request_error(request: Request, err: RequestError) -> JSONResponse:
-    return error_response(err.status, err.code, err.detail)
-
-
-@api.exception_handler(StarletteHTTPException)
-async def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-    detail = err.detail if isinstance(err.detail, str) else str(err.detail)
-    if err.status_code == 404:
-        detail += f": {request.url.path}; the routes are /, /v1/health, /v1/model, /v1/predict, /v1/predict/batch, /docs"
-    return error_response(err.status_code, ERROR_CODES.get(err.status_code, "http_error"), detail)
-
-
-@api.exception_handler(RequestValidationError)
-async def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
-    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in err.errors())
-    return error_response(422, "malformed_request", f"{problems} (e.g. ?faces=false)")
-
-
-IMAGE_BODY = {"requestBody": {"required": True, "content": {
-    **{t: {"schema": {"type": "string", "format": "binary"}} for t in ("image/jpeg", "image/png", "image/webp", "image/bmp")},
-    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
-}}}
-BATCH_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
-    "application/json": {"schema": {"type": "object", "properties": {
-        "images": {"type": "array", "items": {"type": "string", "description": "base64 of an image file"}}}}},
-}}}
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The body, refusing (413) as soon as it is known to exceed max_bytes instead of buffering it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise RequestError(422, "malformed_request", f"Content-Length {declared[:40]!r} is not a number")
-        if int(declared) > max_bytes:
-            raise too_large(f"the body is {int(declared):,} bytes, over the limit of {max_bytes:,}; send a smaller image")
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > max_bytes:
-            raise too_large(f"the body exceeds the limit of {max_bytes:,} bytes; send a smaller image")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def prepare(data: bytes, faces: bool, limits: Limits, img_size: int) -> tuple[np.ndarray, list[tuple]]:
-    """Decode one image and cut its face crops exactly as Predictor.predict_images does."""
-    from fer_core.faces import image_crops
-
-    return image_crops(decode_image(data, limits), faces, img_size)
 
 
 @serve.deployment(name="FerServer")
@@ -211,18 +63,15 @@ class FerServer:
     def __init__(self, settings: dict[str, Any]):
         import torch
 
-        from fer_core.infer import Predictor
-        from fer_core.labels import CLASSES
-
         self.s = ServeSettings(**settings)
         torch.set_num_threads(max(1, int(self.s.num_cpus)))
         self.predictor = Predictor(self.s.model, device=self.s.device)
-        self.classes = CLASSES
         self.limits = self.s.limits
         self.wait_s = self.s.batch_wait_ms / 1000
         self._classify.set_max_batch_size(self.s.max_batch_size)
         self._inflight = 0
-        self.stats = {"batches": 0, "items": 0, "crops": 0}
+        # forward passes, requests and crops classified, and the most requests one forward pass held
+        self.stats = {"batches": 0, "items": 0, "crops": 0, "max_batch": 0}
         self.page = (STATIC / "index.html").read_text()
         # The first forward pass allocates and picks kernels; pay it here, not in the first request.
         self.predictor.predict_crops(np.zeros((2, self.predictor.img_size, self.predictor.img_size), np.uint8))
@@ -242,8 +91,10 @@ class FerServer:
         self.stats["batches"] += 1
         self.stats["items"] += requests
         self.stats["crops"] += crops
+        self.stats["max_batch"] = max(self.stats["max_batch"], requests)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    # The decorator's values are only the start: __init__ and each request set this replica's own.
+    @serve.batch(max_batch_size=DEFAULTS["max_batch_size"], batch_wait_timeout_s=DEFAULTS["batch_wait_ms"] / 1000)
     async def _classify(self, crop_sets: list[np.ndarray]) -> list[np.ndarray]:
         """Crops of several requests -> their probabilities, in one forward pass."""
         sizes = [len(c) for c in crop_sets]
@@ -254,7 +105,7 @@ class FerServer:
         bounds = np.cumsum([0, *sizes])
         return [probs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-    async def _faces(self, images: list[bytes], faces: bool) -> list[list[dict[str, Any]]]:
+    async def _faces(self, images: list[bytes], faces: bool) -> list[list[FacePrediction]]:
         prepared = []
         for i, data in enumerate(images):
             try:
@@ -281,9 +132,7 @@ class FerServer:
         out = []
         for crop_set, boxes in prepared:
             p = next(probs) if len(crop_set) else []
-            out.append([{"box": [int(v) for v in box], "probs": {c: float(x) for c, x in zip(self.classes, row)},
-                         "emotion": self.classes[int(np.argmax(row))], "score": float(np.max(row))}
-                        for box, row in zip(boxes, p)])
+            out.append([FacePrediction(tuple(int(v) for v in box), row) for box, row in zip(boxes, p)])
         return out
 
     async def _predict(self, request: Request, faces: bool, batch: bool) -> JSONResponse:
@@ -293,7 +142,7 @@ class FerServer:
         try:
             body = await read_body(request, self.limits.max_bytes)
             images = images_from_body(body, request.headers.get("content-type"), batch, self.limits)
-            results = await self._faces(images, faces)
+            results = [[face.to_dict() for face in image] for image in await self._faces(images, faces)]
         except RequestError:
             raise
         except Exception as err:  # noqa: BLE001 - any surprise is this request's 500, never the replica's end
@@ -382,11 +231,9 @@ def check_port_free(host: str, port: int) -> None:
                              f"server using it") from None
 
 
-def main(args: Any) -> int:
-    """`fertune serve`: start Ray (or join RAY_ADDRESS), deploy the app, serve until Ctrl-C."""
-    s = settings_from_dict({"model": args.model, "host": args.host, "port": args.port, "replicas": args.replicas,
-                            "max_batch_size": args.max_batch_size, "batch_wait_ms": args.batch_wait_ms,
-                            "device": args.device, "api_key": args.api_key})
+def main(settings: ServeSettings) -> int:
+    """`fertune serve`: start Ray (or join RAY_ADDRESS), deploy the app, serve until Ctrl-C or SIGTERM."""
+    s = settings_from_dict(asdict(settings))
     if s.device == "cuda":
         from fer_core.device import resolve_device
 
@@ -397,7 +244,8 @@ def main(args: Any) -> int:
     check_port_free(s.host, s.port)
     import ray
 
-    ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level="WARNING")
+    with sigterm_kept():  # the CLI's SIGTERM stops as Ctrl-C does: Serve and Ray shut down in the `finally`
+        ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level="WARNING")
     try:
         serve.start(http_options={"host": s.host, "port": s.port})
         serve.run(build(s), name="fertune", route_prefix="/")

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-MIB = 1024 * 1024
+from fer_core.settings import defaults
+from serve.settings import ServeSettings
+
+_DEFAULTS = defaults(ServeSettings)
 
 # The content types a raw body may declare. octet-stream is what `curl --data-binary` and many HTTP
 # libraries send by default; the bytes are sniffed either way, so a declared type is only a filter.
@@ -32,10 +35,10 @@ SUPPORTED_FORMATS = ("jpeg", "png", "webp", "bmp")
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may hold. Defaults suit a public endpoint on a small machine."""
-    max_bytes: int = 10 * MIB          # whole request body (raw, multipart or JSON)
-    max_pixels: int = 20_000_000       # width x height of one image (a 20 MP camera photo fits)
-    max_images: int = 16               # images in one /v1/predict/batch request
+    """What one request may hold; the defaults (ServeSettings') suit a public endpoint on a small machine."""
+    max_bytes: int = _DEFAULTS["max_bytes"]      # whole request body (raw, multipart or JSON)
+    max_pixels: int = _DEFAULTS["max_pixels"]    # width x height of one image
+    max_images: int = _DEFAULTS["max_images"]    # images in one /v1/predict/batch request
 
 
 class RequestError(Exception):
@@ -322,6 +325,11 @@ def _json_images(body: bytes) -> list[bytes]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise malformed(f"the JSON body does not parse ({err}); send {{\"images\": [\"<base64>\", ...]}}") from None
+    except RecursionError:
+        # json's decoder recurses once per nesting level; a few kB of "[[[[..." reach Python's recursion
+        # limit. That is the client's malformed body, not a server fault (it used to be a 500).
+        raise malformed("the JSON body is nested too deeply to parse; send a flat "
+                        "{\"images\": [\"<base64>\", ...]} (two levels)") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("images"), list):
         raise malformed("the JSON body must be {\"images\": [\"<base64 of an image file>\", ...]}")
     images = []

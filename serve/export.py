@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fer_core import faces
+from fer_core import runs
 from fer_core.runs import atomic_write_text
 
 TOLERANCE = 1e-4
@@ -80,12 +81,14 @@ def contract(pre: dict[str, Any], model_id: str, source: Path, fmt: str) -> dict
 
 
 def output_paths(model_path: Path, fmt: str, out: str | None) -> tuple[Path, Path]:
-    """(model file, preprocess.json). Default: <model folder>/export/; --out is a folder or a file name."""
+    """(model file, preprocess.json). Default: <model folder>/export/ (./export/ for a bundled model); --out is
+    a folder or a file name."""
+    from fer_core.bundled import output_home
     from fer_core.runs import resolve_checkpoints
 
     _, folder = resolve_checkpoints(model_path)
     if out is None:
-        target = Path(folder or model_path.parent) / "export" / FILES[fmt]
+        target = output_home(folder) / "export" / FILES[fmt]
     else:
         target = Path(out)
         if target.is_dir() or not target.suffix:
@@ -144,7 +147,7 @@ def export(model_path: str | Path, fmt: str, out: str | None = None, exist_ok: b
         diff = float(np.abs(got - expected).max())
         if not diff <= TOLERANCE:
             raise RuntimeError(f"the {fmt} export disagrees with PyTorch by {diff:.2e} (> {TOLERANCE}); "
-                               f"please report this with the model's config.yaml")
+                               f"please report this with the model's {runs.CONFIG}")
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -107,21 +107,24 @@ def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None
 TAG_ENV = "FERTUNE_TEST_PROCESS_TAG"
 
 
-def start_cli(*args: str, cwd: Path, log: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def start_cli(*args: str, cwd: Path, log: Path | None = None, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     """The real `fertune` command line started in the background, in its own process session, with a tag
     in its environment that every process it starts inherits (Ray's raylet, GCS, agents and workers):
-    `tagged_processes(tag)` then finds whatever of it is left."""
+    `tagged_processes(tag)` then finds whatever of it is left. Output goes to `log`, or to a pipe
+    (`proc.stdout`, text) without one."""
     import uuid
 
     tag = uuid.uuid4().hex
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=cwd, stdout=log.open("w"),
+    out = log.open("w") if log is not None else subprocess.PIPE
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=cwd, stdout=out, text=True,
                             stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": str(REPO), TAG_ENV: tag, **(env or {})})
     return proc, tag
 
 
-def tagged_processes(tag: str) -> list[str]:
-    """'pid cmdline' of every live (non-zombie) process whose environment carries `tag`."""
+def tagged_processes(tag: str) -> list[tuple[int, str]]:
+    """(pid, command line) of every live (non-zombie) process whose environment carries `tag`. An empty
+    command line is a process already exiting (its memory is gone)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -131,8 +134,8 @@ def tagged_processes(tag: str) -> list[str]:
                 continue
             if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
                 continue
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            found.append(f"{proc.name} {cmdline[:120]}")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            found.append((int(proc.name), cmdline[:160]))
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import FER_PARQUET, REPO, run_cli
-from test_serve import tiny_model_dir
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory.getbasetemp())
+@pytest.fixture
+def tiny_model(tiny_run):
+    return tiny_run
 
 
 def face_crops(n: int = 24) -> np.ndarray:

@@ -28,22 +28,9 @@ API_KEY = "s3cret-token"
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def tiny_model_dir(base: Path) -> Path:
-    """A one-epoch cnn_small run folder (~10 s), trained once per test session and reused."""
-    run = base / "serve_tiny_model"
-    if not (run / "weights" / "best.pt").is_file():
-        from fer_core.config import resolve
-        from fer_core.synthetic import make_demo_data
-        from fer_core.train import fit
-
-        cfg = resolve({"model": "cnn_small", "epochs": 1, "train_subset": 400, "batch_size": 32})
-        fit(cfg, make_demo_data(n_train=600, n_val=200, n_test=100), run_dir=run, log=lambda *a, **k: None)
-    return run
-
-
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return tiny_model_dir(tmp_path_factory.getbasetemp())
+def tiny_model(tiny_run) -> Path:
+    return tiny_run
 
 
 def free_port() -> int:
@@ -208,21 +195,60 @@ def test_served_predictions_equal_predictor(server, predictor):
     assert_same(reply["faces"], predictor.predict_image(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)))
 
 
+def batching(url: str) -> dict:
+    status, info, _ = http("GET", f"{url}/v1/model")
+    assert status == 200, info
+    return info["batching"]
+
+
 def test_concurrent_requests_are_batched_and_exact(server, predictor):
-    """16 concurrent requests: every reply equals Predictor's, whatever batch it landed in."""
+    """32 requests sent at once are classified in fewer forward passes than requests, and every reply
+    equals Predictor's whatever batch it landed in."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    images = scenes(16, seed=3)
-    before = http("GET", f"{server}/v1/model")[1]["batching"]
-    with ThreadPoolExecutor(16) as pool:
-        replies = list(pool.map(lambda im: http("POST", f"{server}/v1/predict", png(im),
-                                                {"Content-Type": "image/png"}), images))
-    for image, (status, reply, _) in zip(images, replies):
-        assert status == 200, reply
-        assert_same(reply["faces"], predictor.predict_image(image))
-    after = http("GET", f"{server}/v1/model")[1]["batching"]
-    assert after["items"] - before["items"] == sum(1 for _, r, _ in replies if r["faces"])
-    assert after["batches"] - before["batches"] <= after["items"] - before["items"]
+    clients = 32
+    images = scenes(clients, seed=3)
+    bodies, expected = [png(im) for im in images], [predictor.predict_image(im) for im in images]
+    with_faces = sum(1 for e in expected if e)
+    assert with_faces >= clients // 2, "too few synthetic scenes with a detected face to test batching"
+    before = batching(server)
+    # The replica batches only requests in flight together, so the clients start at one barrier. On two
+    # loaded cores one round can still reach the replica one request at a time; up to three rounds.
+    for rounds in range(1, 4):
+        barrier = threading.Barrier(clients)
+
+        def send(i: int) -> tuple[int, dict, dict]:
+            barrier.wait(timeout=60)
+            return http("POST", f"{server}/v1/predict", bodies[i], {"Content-Type": "image/png"})
+
+        with ThreadPoolExecutor(clients) as pool:
+            replies = list(pool.map(send, range(clients)))
+        for want, (status, reply, _) in zip(expected, replies):
+            assert status == 200, reply
+            assert_same(reply["faces"], want)
+        after = batching(server)
+        if after["batches"] - before["batches"] < after["items"] - before["items"]:
+            break
+    items, batches = after["items"] - before["items"], after["batches"] - before["batches"]
+    assert items == rounds * with_faces  # requests without a face never reach the model
+    assert batches < items, f"{rounds} round(s) of {clients} concurrent requests: {items} requests in {batches} " \
+                            f"forward passes, none batched"
+    assert after["max_batch"] >= 2
+
+
+def test_deeply_nested_json_is_malformed_and_the_replica_survives(server):
+    """JSON nested 10,000 deep exceeds the parser's recursion limit: the client's 422, not a 500."""
+    pid = replica_pid(server)
+    deep = b'{"images": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    status, reply, _ = http("POST", f"{server}/v1/predict/batch", deep, {"Content-Type": "application/json"})
+    assert (status, reply.get("error")) == (422, "malformed_request"), reply
+    assert "nested too deeply" in reply["detail"] and '{"images"' in reply["detail"], reply["detail"]
+    good = png(scenes(1, seed=4)[0])
+    payload = json.dumps({"images": [base64.b64encode(good).decode()]}).encode()
+    status, reply, _ = http("POST", f"{server}/v1/predict/batch", payload, {"Content-Type": "application/json"})
+    assert status == 200 and len(reply["results"][0]["faces"]) >= 1, reply
+    assert replica_pid(server) == pid  # the same replica answered: no crash and restart
 
 
 def test_batch_route_multipart_and_json(server, predictor):
@@ -426,13 +452,17 @@ def test_page_in_headless_chromium_shows_boxes_and_bars(server, predictor, tmp_p
         assert max(widths) > 0
         titles = [h.text for h in driver.find_elements(By.CSS_SELECTOR, ".face h3")]
         assert titles == [f"Face {i + 1}: {f.emotion}" for i, f in enumerate(expected)]
-        # the first box's top edge is drawn in the first colour (#e11d48) on the canvas
+        # The first box's bottom edge is drawn in the first colour (#e11d48) on the canvas: the row just
+        # above y + h lies inside the stroke (at least 2 px wide, centred on y + h). The bottom edge, not
+        # the top: the label above the top edge is filled in the same colour and would pass without a box.
+        # The box's middle must not be that colour, or the check would not tell an edge from a fill.
         x, y, w, h = expected[0].box
-        pixel = driver.execute_script(
-            "const c = document.getElementById('view');"
-            "return Array.from(c.getContext('2d').getImageData(arguments[0], arguments[1], 1, 1).data);",
-            x + w // 2, y + h - 1)
-        assert pixel[:3] == [225, 29, 72], pixel
+        read = ("const c = document.getElementById('view');"
+                "return Array.from(c.getContext('2d').getImageData(arguments[0], arguments[1], 1, 1).data);")
+        edge = driver.execute_script(read, x + w // 2, y + h - 1)
+        middle = driver.execute_script(read, x + w // 2, y + h // 2)
+        assert edge[:3] == [225, 29, 72], edge
+        assert middle[:3] != [225, 29, 72], middle
         shot = tmp_path / "serve_page.png"
         driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000

@@ -54,7 +54,7 @@ def test_sigterm_stops_search_and_resume_finishes(tmp_path):
     try:
         wait_until(lambda: list(experiment.glob(f"trial_*/checkpoint_*/{runs.LAST}")), 300,
                    "a first trial checkpoint", proc, log)
-        ray_names = " ".join(tagged_processes(tag))
+        ray_names = " ".join(cmd for _, cmd in tagged_processes(tag))
         assert "raylet" in ray_names and "gcs_server" in ray_names  # the check below sees Ray's processes
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=STOP_TIMEOUT) == 130, log.read_text()[-3000:]

@@ -238,7 +238,7 @@ def test_sigterm_stops_cleanly_then_resume(tiny_model, tmp_path):
     try:
         wait_until(lambda: (out / "manifest.parquet").is_file() and len(manifest(out).query("status == 'ok'")),
                    300, "a first finished video", proc, log)
-        ray_names = " ".join(tagged_processes(tag))
+        ray_names = " ".join(cmd for _, cmd in tagged_processes(tag))
         assert "raylet" in ray_names and "gcs_server" in ray_names  # the check below sees Ray's processes
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) in (130, 0), log.read_text()[-3000:]
