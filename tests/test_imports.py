@@ -72,8 +72,15 @@ def import_graph(root: Path = REPO) -> dict[str, set[str]]:
         names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     graph = {}
     for name, path in names.items():
-        tree = ast.parse(path.read_text())
-        graph[name] = {m for m, _ in imported_modules(tree) if m in names and m != name}
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # `from fer_core import runs` imports the module fer_core.runs, not what fer_core/__init__ defines
+                subs = {f"{node.module}.{a.name}" for a in node.names} & set(names)
+                deps |= subs if len(subs) == len(node.names) else subs | {node.module}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[name] = {m for m in deps if m in names and m != name}
     return graph
 
 

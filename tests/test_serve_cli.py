@@ -195,5 +195,6 @@ def test_cli_flags_are_the_settings_fields():
     for name in ("max_bytes", "max_pixels", "max_images", "num_cpus"):  # config-file settings only
         with pytest.raises(SystemExit):
             parser.parse_args(["serve", "--model", "m", flag_name(name), "1"])
-    with pytest.raises(SystemExit):  # --model stays required
-        parser.parse_args(["serve"])
+    from fer_core.bundled import DEFAULT_MODEL
+
+    assert from_namespace(ServeSettings, parser.parse_args(["serve"])).model == DEFAULT_MODEL  # the bundled model
