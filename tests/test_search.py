@@ -98,6 +98,7 @@ def _state(experiment: Path):
         return None
 
 
+@pytest.mark.long
 def test_sigkill_driver_then_resume(tmp_path):
     project = tmp_path / "runs"
     log = tmp_path / "first.log"

@@ -74,6 +74,7 @@ def _wait_for_nodes(address: str, n: int, timeout: float = 90) -> None:
     assert out.stdout.strip().endswith(str(n)), out.stdout + out.stderr
 
 
+@pytest.mark.long
 def test_search_on_a_two_node_local_cluster(tmp_path, monkeypatch):
     # Ray 2.60 turns token auth on for a plain ray.init() but not for `ray start` unless told: say it once
     # for every process of this test (the head, the worker, the probe and the search driver).
