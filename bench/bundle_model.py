@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
+import os
 import platform
 import shutil
 import sys
@@ -35,9 +35,11 @@ TERMS = ("Trained on FER2013 (Goodfellow et al., 2013), a research dataset relea
 def cpu_flags() -> str:
     from fer_core.device import cpu_has_native_bf16
 
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other"
-    return f"{platform.processor() or platform.machine()}, {isa}, native bf16: {cpu_has_native_bf16()}"
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.machine())
+    isa = "avx512" if "avx512f" in info else "avx2" if "avx2" in info else "other"
+    return f"{name}, {isa}, native bf16: {cpu_has_native_bf16()}, {os.cpu_count()} cores"
 
 
 def main() -> int:
