@@ -23,7 +23,6 @@ from argparse import Namespace
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pandas as pd
 
 from proc_cpu import ProcessCPU  # bench/ is on sys.path when run as a script
@@ -41,7 +40,7 @@ def plain_loop(paths: list[Path], model: str, sample_fps: float) -> dict:
     from fer_core.infer import Predictor
 
     predictor = Predictor(model, device="cpu")
-    start, frames, faces, boxes = time.perf_counter(), 0, 0, {}
+    start, frames, faces = time.perf_counter(), 0, 0
     for path in paths:
         cap = cv2.VideoCapture(str(path))
         fps = cap.get(cv2.CAP_PROP_FPS) or 30.0

@@ -62,6 +62,12 @@ def bundled_path(model: str | Path) -> Path | None:
                             f"best/ or ensemble/")
 
 
+def absolute_model_path(model: str | Path) -> str:
+    """`model` as a path any process can open, whatever its working folder: a bundled model's folder, or the
+    given path made absolute (Ray workers and Serve replicas may start elsewhere)."""
+    return str(bundled_path(model) or Path(model).resolve())
+
+
 def output_home(folder: Path | None) -> Path:
     """Where a command writes files that belong beside a model (eval JSONs, exports): the model's folder, or
     the working folder for a bundled model (an installed package is no place for a user's files)."""

@@ -14,7 +14,6 @@ import ipaddress
 import os
 import typing
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fer_core.bundled import DEFAULT_MODEL
@@ -96,12 +95,11 @@ def settings_from_dict(args: dict[str, Any]) -> ServeSettings:
         raise ValueError(f"--device {s.device!r}: expected {', '.join(DEVICES)}")
     if min(s.max_bytes, s.max_pixels, s.max_images) < 1 or s.num_cpus <= 0:
         raise ValueError("max_bytes, max_pixels, max_images and num_cpus must be positive")
-    from fer_core.bundled import bundled_path
+    from fer_core.bundled import absolute_model_path
     from fer_core.runs import resolve_checkpoints
 
     resolve_checkpoints(s.model)  # a missing or empty model (or an unknown name) fails here, not in a replica
-    # replicas may run with another working directory: pass them an absolute path
-    s.model = str(bundled_path(s.model) or Path(s.model).resolve())
+    s.model = absolute_model_path(s.model)
     return s
 
 
