@@ -150,6 +150,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--eval-steps", type=int, default=20, help="eval batches timed (eval_batch_size each)")
     p.add_argument("--baseline-workers", type=int, default=0)
     p.add_argument("--skip", default="", help="comma list of parts to skip: baseline, ceiling, eval")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig key=value")
@@ -179,7 +180,7 @@ def main(argv=None) -> list[dict]:
             row["ceiling"] = None if "ceiling" in skip else bench_ceiling(cfg, device, args.steps, args.warmup)
             row["baseline"] = None if "baseline" in skip else bench_baseline(
                 cfg, device, images_np, labels_np, args.steps, args.warmup, args.baseline_workers)
-            row["eval"] = None if "eval" in skip else bench_eval(cfg, device, images, 20)
+            row["eval"] = None if "eval" in skip else bench_eval(cfg, device, images, args.eval_steps)
             ratio = row["fertune"] / row["ceiling"] if row["ceiling"] else float("nan")
             fmt = lambda v: f"{v:>10.0f}" if v else f"{'-':>10}"  # noqa: E731
             print(f"{model:<10}{bs:>6}{fmt(row['fertune'])}{fmt(row['ceiling'])}{ratio:>7.2f}{fmt(row['baseline'])}"

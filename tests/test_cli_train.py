@@ -22,6 +22,7 @@ def _weights(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
+@pytest.mark.long  # ~2 min; test_stop_signals covers train resume by default
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     ref = run_cli("train", "--data", "demo", *TOY, "--project", str(tmp_path), "--name", "ref", cwd=tmp_path)
     assert ref.returncode == 0, ref.stderr

@@ -98,6 +98,7 @@ def test_search_importances_rank_the_searched_keys(demo_search):
     assert sum(imp.values()) == pytest.approx(1.0)
 
 
+@pytest.mark.long  # its search fixture takes ~1.5 min
 def test_two_metric_search_has_a_pareto_front(two_metric_search, tmp_path):
     from analysis.report import make_report
 

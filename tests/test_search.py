@@ -145,6 +145,7 @@ def test_sigkill_driver_then_resume(tmp_path):
 
 
 # --------------------------------------------------------------- crashing worker, two objectives, W&B
+@pytest.mark.long  # its search fixture takes ~1.5 min
 def test_worker_crash_resumes_two_objectives_wandb_offline(two_metric_search):
     folder, res = two_metric_search
     assert (folder / ".test-crash-1-2").is_file()  # the hook fired

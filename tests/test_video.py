@@ -160,6 +160,7 @@ def test_unreadable_input_is_reported(tmp_path):  # pragma: no cover - runs only
     assert check_input(path).startswith("unreadable")
 
 
+@pytest.mark.long  # ~50 s; test_sigterm_stops_cleanly_then_resume covers resume by default
 def test_kill_mid_run_then_resume(model, tmp_path):
     count = 8
     videos = []
