@@ -101,7 +101,7 @@ def test_search_on_a_two_node_local_cluster(tmp_path, monkeypatch):
                       "--name", "two", cwd=tmp_path, timeout=300)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         df = pd.read_parquet(tmp_path / "runs" / "two" / "results.parquet")
-        assert len(df) == 2 and set(df["status"]) <= {"TERMINATED", "STOPPED_EARLY"}
+        assert len(df) == 2 and set(df["status"]) <= {"TERMINATED", "STOPPED_EARLY"}, res.stdout[-4000:]
         nodes = set(",".join(df["nodes"]).split(","))
         assert len(nodes) == 2, df[["trial_id", "nodes"]]  # one CPU per node: the two trials ran on both
     finally:
