@@ -42,7 +42,7 @@ def test_train_plans_epochs_lays_the_schedule_over_them_and_resume_keeps_the_pla
     project = tmp_path / "runs"
     # batch 32 on 2,000 faces: 62 steps an epoch, enough to plan from the first 33 steps
     res = run_cli("train", "--data", "demo", "--set", "model=cnn_small", "--set", "batch_size=32", "--set",
-                  "patience=0", "--time-budget", "0.75", "--project", str(project), "--name", "b", cwd=tmp_path)
+                  "patience=0", "--time-budget", "0.5", "--project", str(project), "--name", "b", cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     run = project / "b"
     saved = load_yaml(run / runs.CONFIG)
