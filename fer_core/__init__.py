@@ -10,7 +10,7 @@ both that and that fer_core has no import cycle):
 | models | `config` (TrainConfig, the one source of training defaults), `models/` (registry, presets, families) |
 | compute | `augment`, `checkpoint`, `device` (where and in what precision), `metrics` |
 | inference | `faces` (detection and crops), `infer` (Predictor), `evaluate` (the one evaluation path) |
-| training | `losses`, `sampling`, `train` (fit) |
+| training | `losses`, `sampling`, `budget` (epochs that fit a time budget), `train` (fit) |
 | video | `video_frames`, `face_finder`, `temporal` |
 """
 from pathlib import Path

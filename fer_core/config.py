@@ -24,7 +24,10 @@ class TrainConfig:
     dropout: float = 0.5               # (float) dropout before the head's first layer
     dropout2: float | None = None      # (float) dropout before the last layer; None = dropout / 2
     # optimisation
-    epochs: int = 50                   # (int) planned epochs
+    epochs: int = 50                   # (int) planned epochs (with time_budget: planned from measured speed)
+    time_budget: float = 0.0           # (float) minutes for the whole train command, data load to final evaluation; 0 = off
+    measured_img_s: float = 0.0        # (float) written by the time-budget plan: training img/s it measured
+    planned_steps: int = 0             # (int) written by the time-budget plan: optimizer steps in all (the last epoch may be partial); 0 = epochs x steps per epoch
     batch_size: int = 64               # (int) training batch size
     lr: float = 2e-4                   # (float) peak learning rate
     lr_min: float = 1e-6               # (float) final learning rate of the schedule
@@ -233,6 +236,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(msg)
 
     need(cfg.epochs >= 1, f"epochs must be >= 1, got {cfg.epochs}")
+    need(cfg.time_budget >= 0, f"time_budget must be >= 0 minutes (0 = off), got {cfg.time_budget}")
     need(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}")
     need(cfg.lr > 0, f"lr must be > 0, got {cfg.lr}")
     need(0 <= cfg.dropout < 1, f"dropout must be in [0, 1), got {cfg.dropout}")

@@ -6,6 +6,7 @@ Every epoch is seeded from (seed, epoch), which makes a resumed run repeat an un
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -21,6 +22,7 @@ from torch import nn
 from fer_core import checkpoint as ckpt_io
 from fer_core import runs
 from fer_core.augment import BatchAugment
+from fer_core.budget import PROBE_STEPS, WARM_STEPS, TimeBudget
 from fer_core.config import TrainConfig, save_yaml, to_dict
 from fer_core.dataset import FerData, Split
 from fer_core.device import resolve_device, use_bf16, use_channels_last
@@ -91,6 +93,7 @@ class FitResult:
     epochs_done: int
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    config: TrainConfig | None = None  # the settings trained, with a time budget's planned epochs
 
 
 # ----------------------------------------------------------------------------------------- the verbs
@@ -143,6 +146,17 @@ def validate(model: nn.Module, split: Split, cfg: TrainConfig, tta: bool = False
     return EvalResult(probs, loss, probs_tta)
 
 
+def eval_speed(model: nn.Module, split: Split, cfg: TrainConfig, bf16: bool, channels_last: bool) -> float:
+    """Images per second of a validation pass (up to 1,024 images, after an untimed warm-up batch)."""
+    n = min(len(split), 1024)
+    warm = Split(split.images[:min(n, 64)], np.asarray(split.labels)[:min(n, 64)])
+    timed = Split(split.images[:n], np.asarray(split.labels)[:n])
+    validate(model, warm, cfg, bf16=bf16, channels_last=channels_last)
+    start = time.perf_counter()
+    validate(model, timed, cfg, bf16=bf16, channels_last=channels_last)
+    return n / (time.perf_counter() - start)
+
+
 def is_better(metric: str, value: float, best: float | None) -> bool:
     if best is None:
         return True
@@ -152,11 +166,13 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
 # ------------------------------------------------------------------------------------------------ fit
 def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, report: Report | None = None,
         resume: bool = False, log: Callable[[str], None] = print,
-        progress: Callable[[int, int, int], None] | None = None) -> FitResult:
+        progress: Callable[[int, int, int], None] | None = None, budget: TimeBudget | None = None) -> FitResult:
     """Train `cfg` on `data`, checkpointing every epoch into run_dir/weights (last.pt, best.pt).
 
     `report(metrics_row, last_checkpoint_path)` is called after every epoch; the search passes one that
-    calls `tune.report`. With `resume`, training continues from run_dir/weights/last.pt.
+    calls `tune.report`. With `resume`, training continues from run_dir/weights/last.pt. With `budget`,
+    cfg.epochs is planned from the speed measured in the first steps (`fer_core.budget`) and
+    FitResult.config holds the plan.
     """
     if data.train is None or data.val is None:
         raise ValueError(f"{data.source}: training needs train and val splits; load the data with "
@@ -165,6 +181,7 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    cfg = dataclasses.replace(cfg)  # a time budget re-plans cfg.epochs; the caller's object stays as it was
     run_dir = Path(run_dir) if run_dir else None
     weights_dir = run_dir / runs.WEIGHTS if run_dir else None
 
@@ -185,7 +202,7 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
     loss_fn = make_loss(cfg, train.labels, len(CLASSES), device)
     augment = BatchAugment(cfg)
     steps_per_epoch = max(1, len(train) // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    total_steps = cfg.planned_steps or steps_per_epoch * cfg.epochs
     can_freeze = bool(cfg.pretrained) and cfg.freeze_epochs > 0 and hasattr(model, "backbone_parameters")
 
     start_epoch, best_metric, best_epoch, history = 0, None, 0, []
@@ -213,22 +230,66 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
     val_split = Split(val_images, np.asarray(data.val.labels))
     step = start_epoch * steps_per_epoch
     stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs):
+    if budget is not None and resume:
+        budget = None  # a resumed run keeps the plan its config.yaml records
+    eval_img_s = eval_speed(model, val_split, cfg, bf16, channels_last) if budget else 0.0
+    probe_start, planned = 0.0, False
+    pace: tuple[float, float] | None = None  # (seconds a training step, seconds a validation) of the last full epoch
+
+    def plan(train_img_s: float, epoch_spent: float) -> None:
+        nonlocal total_steps, planned
+        planned = True
+        total_steps = budget.plan(train_img_s, eval_img_s, steps_per_epoch, cfg.batch_size, len(val_split), epoch_spent)
+        cfg.planned_steps, cfg.epochs = total_steps, math.ceil(total_steps / steps_per_epoch)
+        cfg.measured_img_s = round(train_img_s, 1)
+        log(f"time budget {budget.minutes:g} min: {cfg.epochs} epochs planned ({total_steps / steps_per_epoch:.2f} "
+            f"epochs of steps) at {train_img_s:.0f} img/s training, "
+            f"{eval_img_s:.0f} img/s evaluation (an epoch {budget.epoch_seconds:.0f} s, final evaluation "
+            f"{budget.final_seconds:.0f} s)")
+        if run_dir:
+            save_yaml(cfg, run_dir / runs.CONFIG)
+
+    def probe(local_step: int) -> None:
+        """Times training steps WARM_STEPS..WARM_STEPS+PROBE_STEPS of the first epoch, then plans."""
+        nonlocal probe_start
+        if local_step == WARM_STEPS:
+            probe_start = time.perf_counter()
+        elif local_step == WARM_STEPS + PROBE_STEPS:
+            plan(PROBE_STEPS * cfg.batch_size / (time.perf_counter() - probe_start), time.perf_counter() - t0)
+
+    epoch = start_epoch
+    while epoch < cfg.epochs:
         if best_metric is not None and cfg.patience > 0 and epoch - best_epoch >= cfg.patience:
             stopped_early = True
             log(f"early stop: no better {cfg.metric} in {cfg.patience} epochs (best at epoch {best_epoch})")
             break
+        epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)  # the planned last may be partial
+        if budget is not None and epoch > start_epoch:
+            if pace and epoch == cfg.epochs - 1:  # the last epoch is sized to end on time at the measured pace
+                epoch_steps = min(steps_per_epoch, budget.steps_that_fit(*pace))
+                total_steps = cfg.planned_steps = epoch * steps_per_epoch + max(epoch_steps, 0)
+            elif not budget.room_for(epoch_steps):
+                epoch_steps = 0
+            if epoch_steps <= 0:
+                log(f"time budget: no time for epoch {epoch + 1} ({budget.left():.0f} s left); stopping")
+                break
         seed = epoch_seed(cfg.seed, epoch)
         torch.manual_seed(seed)  # dropout; the generator below drives augmentation
         generator = torch.Generator(device=device).manual_seed(seed)
         order = epoch_indices(train.labels, sampler_weights, np.random.default_rng(seed))
+        if epoch_steps < steps_per_epoch:
+            order = order[:epoch_steps * cfg.batch_size]
         if can_freeze:
             frozen = epoch < cfg.freeze_epochs
             for p in model.backbone_parameters():
                 p.requires_grad_(not frozen)
 
+        epoch_first_step = step
+
         def set_lr() -> None:
             nonlocal step
+            if budget is not None and not planned:
+                probe(step - epoch_first_step)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(cfg, step, total_steps, steps_per_epoch)
             step += 1
@@ -238,12 +299,18 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
         train_loss, train_acc = train_one_epoch(train_model, optimizer, loss_fn, images, labels, order, cfg, augment,
                                                 generator, set_lr, bf16, channels_last, bar)
         train_seconds = time.perf_counter() - t0
+        if epoch_steps == steps_per_epoch:
+            pace = (train_seconds / epoch_steps, 0.0)
+        if budget is not None and not planned:  # an epoch too short to probe: plan from all of it
+            plan(len(order) / train_seconds, train_seconds)
         val = validate(model, val_split, cfg, bf16=bf16, channels_last=channels_last)
         confusion = confusion_matrix(val_split.labels, val.probs.argmax(1), len(CLASSES))
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                "train_acc": train_acc, "val_loss": val.loss, "val_acc": val.accuracy(val_split.labels),
                "val_macro_f1": macro_f1(confusion), "seconds": time.perf_counter() - t0}
         history.append(row)
+        if pace is not None and epoch_steps == steps_per_epoch:
+            pace = (pace[0], row["seconds"] - train_seconds)
         if cfg.focus_k > 0 and epoch + 1 >= cfg.focus_start:
             sampler_weights = focus_weights(per_class(confusion)[2], cfg.focus_k, cfg.focus_weight)
         improved = is_better(cfg.metric, row[cfg.metric], best_metric)
@@ -265,8 +332,17 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
             f"{len(order) / train_seconds:.0f} img/s  {row['seconds']:.1f}s" + ("  *" if improved else ""))
         if report:
             report(dict(row, best_metric=best_metric, best_epoch=best_epoch), last_path)
+        epoch += 1
+        if budget is not None and epoch_steps == steps_per_epoch and budget.drifted(row["seconds"]):
+            planned, planned_seconds = cfg.epochs, budget.epoch_seconds
+            total_steps = budget.replan(epoch * steps_per_epoch, row["seconds"], steps_per_epoch)
+            cfg.planned_steps, cfg.epochs = total_steps, math.ceil(total_steps / steps_per_epoch)
+            log(f"time budget: epoch {epoch} took {row['seconds']:.0f} s, not the planned {planned_seconds:.0f} s; "
+                f"re-planned {planned} -> {cfg.epochs} epochs")
+            if run_dir:
+                save_yaml(cfg, run_dir / runs.CONFIG)
     return FitResult(run_dir, best_epoch, best_metric if best_metric is not None else float("nan"),
-                     epochs_done=len(history), history=history, stopped_early=stopped_early)
+                     epochs_done=len(history), history=history, stopped_early=stopped_early, config=cfg)
 
 
 def make_checkpoint(cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue --name from its last finished epoch")
     p.add_argument("--exist-ok", action="store_true", help="write into an existing --name folder")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="training device (default: TrainConfig.device)")
+    p.add_argument("--time-budget", type=float, metavar="MIN",
+                   help="minutes for the whole command, data load to final evaluation: the number of epochs is "
+                        "planned from the speed measured in the first steps (same as --set time_budget=MIN)")
 
     p = sub.add_parser("eval", help=f"evaluate a model on a dataset split, write {runs.EVAL}")
     p.add_argument("--model", required=True, help="checkpoint .pt, run folder, a search's best/ or ensemble/, or a "

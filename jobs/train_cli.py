@@ -38,6 +38,7 @@ def _progress_bar():
 def train(overrides: dict, data_arg: str, project: str, name: str | None, resume: bool, exist_ok: bool,
           config_file: str | None = None, classes: str | None = None) -> Path:
     """Resolve settings, load data, train, evaluate; returns the run folder."""
+    started = time.time()  # a time budget counts from here: data loading is part of the command
     if resume:
         folder = run_folder(project, name, resume=True)
         saved = cfg_mod.load_yaml(folder / runs.CONFIG) if (folder / runs.CONFIG).is_file() else {}
@@ -62,19 +63,28 @@ def train(overrides: dict, data_arg: str, project: str, name: str | None, resume
     if folder is None:
         folder = run_folder(project, name, exist_ok=exist_ok)
     runs.write_data_json(folder, data_arg, classes)
-    print(f"run folder: {folder}\nmodel {cfg.model}, {cfg.epochs} epochs, batch {cfg.batch_size}, device {cfg.device}")
+    budget = None
+    if cfg.time_budget > 0 and not resume:  # a resumed run keeps its plan (epochs in config.yaml)
+        from fer_core.budget import TimeBudget
+
+        scored = data.test if data.test is not None else data.val
+        budget = TimeBudget.starting_now(cfg.time_budget, len(scored) * (2 if cfg.tta else 1), started)
+    epochs = f"epochs planned for {cfg.time_budget:g} min" if budget else f"{cfg.epochs} epochs"
+    print(f"run folder: {folder}\nmodel {cfg.model}, {epochs}, batch {cfg.batch_size}, device {cfg.device}")
 
     from fer_core.evaluate import evaluate
     from fer_core.metrics import format_report
     from fer_core.train import fit
 
-    result = fit(cfg, data, run_dir=folder, resume=resume, progress=_progress_bar())
+    result = fit(cfg, data, run_dir=folder, resume=resume, progress=_progress_bar(), budget=budget)
     best = evaluate(runs.weights(folder), data, tta=cfg.tta, device=cfg.device)
     best.write(folder / runs.EVAL)
     print(f"best epoch {result.best_epoch} ({cfg.metric} {result.best_metric:.4f}); "
           f"{best.split} evaluation of {runs.WEIGHTS}/{runs.BEST}:")
     print(format_report(best.report))
-    print(f"total {time.perf_counter() - t0:.0f}s")
+    print(f"total {time.time() - started:.0f}s" + (f" (time budget {cfg.time_budget:g} min: "
+                                                   f"{result.epochs_done} of {result.config.epochs} planned epochs)"
+                                                   if budget else ""))
     return folder
 
 
@@ -82,6 +92,8 @@ def cmd_train(args) -> int:
     overrides = cfg_mod.parse_set(args.overrides)
     if args.device:
         overrides["device"] = args.device
+    if args.time_budget is not None:
+        overrides["time_budget"] = args.time_budget
     folder = train(overrides, args.data, args.project, args.name, args.resume, args.exist_ok, args.config, args.classes)
     print(f"\nResults: {folder}  ({runs.METRICS}, {runs.WEIGHTS}/{runs.BEST}, {runs.EVAL})\n"
           f"Next: fertune eval --model {folder} --data {args.data} --tta\n"
