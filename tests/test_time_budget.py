@@ -46,7 +46,7 @@ def test_train_plans_epochs_lays_the_schedule_over_them_and_resume_keeps_the_pla
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     run = project / "b"
     saved = load_yaml(run / runs.CONFIG)
-    assert saved["time_budget"] == 0.75 and saved["measured_img_s"] > 0
+    assert saved["time_budget"] == 0.5 and saved["measured_img_s"] > 0
     planned = saved["epochs"]
     assert f"{planned} epochs planned (" in res.stdout and (planned - 1) * 62 < saved["planned_steps"] <= planned * 62
     rows = runs.read_metrics(run)
