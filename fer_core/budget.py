@@ -35,8 +35,6 @@ class TimeBudget:
     step_seconds: float = 0.0     # the plan: seconds per training step
     val_seconds: float = 0.0      # the plan: seconds per validation pass
     final_seconds: float = 0.0    # the plan: seconds of the closing evaluation
-    train_img_s: float = 0.0
-    eval_img_s: float = 0.0
     replanned: bool = False
 
     @classmethod
@@ -53,7 +51,6 @@ class TimeBudget:
              val_images: int, epoch_spent: float = 0.0) -> int:
         """Optimizer steps that fit, from the start of the epoch under way (`epoch_spent` seconds into it);
         at least one epoch's."""
-        self.train_img_s, self.eval_img_s = train_img_s, eval_img_s
         self.final_seconds = self.final_images / eval_img_s + FIXED_SECONDS
         self.step_seconds = batch_size / train_img_s
         self.val_seconds = val_images / eval_img_s
@@ -73,9 +70,8 @@ class TimeBudget:
         """Total steps after a measured epoch of `epoch_seconds`: those done plus those that still fit."""
         self.replanned = True
         scale = epoch_seconds / self.epoch_seconds
-        self.train_img_s, self.eval_img_s = self.train_img_s / scale, self.eval_img_s / scale
         self.step_seconds, self.val_seconds = self.step_seconds * scale, self.val_seconds * scale
-        self.final_seconds = self.final_images / self.eval_img_s + FIXED_SECONDS
+        self.final_seconds = FIXED_SECONDS + (self.final_seconds - FIXED_SECONDS) * scale
         self.epoch_seconds = epoch_seconds
         return steps_done + self._steps_in(self.left(), steps_per_epoch)
 
