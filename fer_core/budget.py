@@ -5,10 +5,11 @@ it holds on any CPU or GPU: the time left, less the closing evaluation and a mar
 (training + validation) and then, with what remains, part of one more (its training steps + its
 validation). The plan is a number of optimizer steps, the learning-rate schedule is laid over them, and
 the last epoch may be partial: an epoch of FER2013 is minutes on 2 cores, too coarse a unit for a budget.
-If an epoch then runs more than `DRIFT` slower or faster than planned, the plan is made once more from the
-measured epoch time; smaller drifts add up, so the last epoch's length is set from the measured pace when it
-starts (the schedule's tail moves with it). `fit` also stops at an epoch boundary before an epoch that could
-not end in time.
+At the start of every later epoch the steps still to take are counted again at the pace of the last full
+epoch, so drift of any size moves the schedule's tail instead of overrunning or wasting the budget; a pace more
+than `DRIFT` off the plan is logged as a re-plan. When no step fits any more, a short closing epoch
+(`CLOSING_FRACTION` of an epoch) still ends the schedule: a run cut off mid-schedule keeps a learning rate
+far above its floor, which costs more accuracy than the seconds it saves.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import math
 import time
 from dataclasses import dataclass
 
-DRIFT = 0.15          # re-plan once when an epoch's time is off the plan by more than this fraction
+DRIFT = 0.15          # an epoch this far off the plan is reported as a re-plan (the tail is re-sized anyway)
+CLOSING_FRACTION = 0.05  # of an epoch: the closing epoch's length when the budget has no step left
 MARGIN = 0.02         # of the budget kept free: timing noise, the last checkpoint write, process exit
 FIXED_SECONDS = 1.0   # the closing evaluation's model load, report and file writes (measured: under 1 s)
 PROBE_STEPS = 30      # training steps timed before planning (after WARM_STEPS untimed ones)
@@ -35,7 +37,7 @@ class TimeBudget:
     step_seconds: float = 0.0     # the plan: seconds per training step
     val_seconds: float = 0.0      # the plan: seconds per validation pass
     final_seconds: float = 0.0    # the plan: seconds of the closing evaluation
-    replanned: bool = False
+    replans: int = 0              # times the pace was more than DRIFT off the plan
 
     @classmethod
     def starting_now(cls, minutes: float, final_images: int, started: float | None = None) -> TimeBudget:
@@ -63,21 +65,17 @@ class TimeBudget:
         part = min(steps_per_epoch - 1, max(0, math.floor(rest / self.step_seconds)))
         return whole * steps_per_epoch + part
 
-    def drifted(self, epoch_seconds: float) -> bool:
-        return not self.replanned and abs(epoch_seconds / self.epoch_seconds - 1) > DRIFT
-
-    def replan(self, steps_done: int, epoch_seconds: float, steps_per_epoch: int) -> int:
-        """Total steps after a measured epoch of `epoch_seconds`: those done plus those that still fit."""
-        self.replanned = True
-        scale = epoch_seconds / self.epoch_seconds
-        self.step_seconds, self.val_seconds = self.step_seconds * scale, self.val_seconds * scale
-        self.final_seconds = FIXED_SECONDS + (self.final_seconds - FIXED_SECONDS) * scale
-        self.epoch_seconds = epoch_seconds
-        return steps_done + self._steps_in(self.left(), steps_per_epoch)
-
-    def steps_that_fit(self, step_seconds: float, val_seconds: float) -> int:
-        """Training steps the last epoch can take, with its validation, at a measured pace."""
-        return math.floor((self.left() - val_seconds) / step_seconds)
+    def resize(self, step_seconds: float, val_seconds: float, steps_per_epoch: int) -> tuple[int, bool]:
+        """(training steps still to take, whether this is a re-plan) at the pace of the last full epoch:
+        `step_seconds` a step and `val_seconds` its validation. At least a closing epoch's steps."""
+        epoch_seconds = steps_per_epoch * step_seconds + val_seconds
+        replan = abs(epoch_seconds / self.epoch_seconds - 1) > DRIFT
+        self.replans += replan
+        # the closing evaluation scores images at the validation's pace
+        self.final_seconds = FIXED_SECONDS + (self.final_seconds - FIXED_SECONDS) * val_seconds / self.val_seconds
+        self.step_seconds, self.val_seconds, self.epoch_seconds = step_seconds, val_seconds, epoch_seconds
+        closing = max(1, round(CLOSING_FRACTION * steps_per_epoch))
+        return max(closing, self._steps_in(self.left(), steps_per_epoch)), replan
 
     def room_for(self, steps: int) -> bool:
         """Whether an epoch of `steps` training steps, with its validation, can end in time."""

@@ -265,12 +265,17 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
             break
         epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)  # the planned last may be partial
         if budget is not None and epoch > start_epoch:
-            if pace and epoch == cfg.epochs - 1:  # the last epoch is sized to end on time at the measured pace
-                epoch_steps = min(steps_per_epoch, budget.steps_that_fit(*pace))
-                total_steps = cfg.planned_steps = epoch * steps_per_epoch + max(epoch_steps, 0)
+            if pace:  # the steps still to take, at the last full epoch's pace: the schedule's tail moves with it
+                left, replanned = budget.resize(*pace, steps_per_epoch)
+                before, planned_before, total_steps = cfg.epochs, cfg.planned_steps, step + left
+                cfg.planned_steps, cfg.epochs = total_steps, math.ceil(total_steps / steps_per_epoch)
+                epoch_steps = min(steps_per_epoch, left)
+                if replanned:
+                    log(f"time budget: the last epoch took {history[-1]['seconds']:.0f} s; re-planned "
+                        f"{before} -> {cfg.epochs} epochs")
+                if run_dir and cfg.planned_steps != planned_before:
+                    save_yaml(cfg, run_dir / runs.CONFIG)
             elif not budget.room_for(epoch_steps):
-                epoch_steps = 0
-            if epoch_steps <= 0:
                 log(f"time budget: no time for epoch {epoch + 1} ({budget.left():.0f} s left); stopping")
                 break
         seed = epoch_seed(cfg.seed, epoch)
@@ -333,14 +338,6 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
         if report:
             report(dict(row, best_metric=best_metric, best_epoch=best_epoch), last_path)
         epoch += 1
-        if budget is not None and epoch_steps == steps_per_epoch and budget.drifted(row["seconds"]):
-            planned, planned_seconds = cfg.epochs, budget.epoch_seconds
-            total_steps = budget.replan(epoch * steps_per_epoch, row["seconds"], steps_per_epoch)
-            cfg.planned_steps, cfg.epochs = total_steps, math.ceil(total_steps / steps_per_epoch)
-            log(f"time budget: epoch {epoch} took {row['seconds']:.0f} s, not the planned {planned_seconds:.0f} s; "
-                f"re-planned {planned} -> {cfg.epochs} epochs")
-            if run_dir:
-                save_yaml(cfg, run_dir / runs.CONFIG)
     return FitResult(run_dir, best_epoch, best_metric if best_metric is not None else float("nan"),
                      epochs_done=len(history), history=history, stopped_early=stopped_early, config=cfg)
 

@@ -22,10 +22,19 @@ def test_plan_counts_steps_that_fit_after_the_final_evaluation():
     part = int((left - 21 * whole - 1) // 1)  # the rest, after the partial epoch's validation, at 1 s a step
     assert budget.epoch_seconds == pytest.approx(21) and steps == pytest.approx(whole * 20 + part, abs=1)
     assert 0 < steps % 20  # the last epoch is partial: the budget is not rounded down to whole epochs
-    assert not budget.drifted(21 * 1.1) and budget.drifted(21 * 1.3)
-    # 5 epochs done and they ran 30 % slow: the rest is planned at the measured pace, once
-    total = budget.replan(100, 21 * 1.3, steps_per_epoch=20)
-    assert 100 < total < steps and not budget.drifted(21 * 3)
+    # an epoch 10 % slow re-sizes the tail without a re-plan; 30 % slow is a re-plan, and fewer steps fit
+    near, replanned = budget.resize(step_seconds=1.1, val_seconds=1.0, steps_per_epoch=20)
+    assert not replanned and near < steps
+    slow, replanned = budget.resize(step_seconds=1.1 * 1.3, val_seconds=1.0 * 1.3, steps_per_epoch=20)
+    assert replanned and slow < near
+
+
+def test_with_no_time_left_a_closing_epoch_still_ends_the_schedule():
+    budget = TimeBudget(deadline=time.time() + 600, final_images=1000, minutes=10)
+    budget.plan(train_img_s=100, eval_img_s=500, steps_per_epoch=20, batch_size=100, val_images=500)
+    budget.deadline = time.time()  # the budget is spent
+    assert budget.resize(step_seconds=1.0, val_seconds=1.0, steps_per_epoch=20) == (1, False)
+    assert budget.resize(step_seconds=1.0, val_seconds=1.0, steps_per_epoch=200)[0] == 10  # CLOSING_FRACTION
 
 
 def test_a_budget_that_cannot_hold_one_epoch_still_trains_one():
@@ -47,8 +56,8 @@ def test_train_plans_epochs_lays_the_schedule_over_them_and_resume_keeps_the_pla
     run = project / "b"
     saved = load_yaml(run / runs.CONFIG)
     assert saved["time_budget"] == 0.5 and saved["measured_img_s"] > 0
-    planned = saved["epochs"]
-    assert f"{planned} epochs planned (" in res.stdout and (planned - 1) * 62 < saved["planned_steps"] <= planned * 62
+    planned = saved["epochs"]  # the plan as it ended: each epoch re-sizes the tail at the measured pace
+    assert " epochs planned (" in res.stdout and (planned - 1) * 62 < saved["planned_steps"] <= planned * 62
     rows = runs.read_metrics(run)
     assert len(rows) == planned >= 1 and (run / runs.EVAL).is_file()
     # the cosine ran its course over the planned epochs: the last epoch ends near lr_min
