@@ -168,7 +168,15 @@ def build(folder: Path, out: Path, page: Page, data_override: str | None) -> Non
     params = searched_params(saved, df)
     page.subtitle = f"search {folder.resolve()}" + (" (still running: trials so far)" if live else "")
 
+    refits = runs.refits_beside_explored(df, score)
+    if not refits.empty:  # the leaderboard and the plots compare exploration trials; refits get their table
+        df = df[df["phase"] == runs.PHASE_EXPLORE]
     _leaderboard(page, df, metrics_, params, live)
+    if not refits.empty:
+        page.section("refits", "Refits")
+        page.text("After exploring, the search trained its best configurations again from scratch to the time "
+                  "budget's end; best/ and ensemble/ are made from these refits.")
+        page.table(refits)
     _importance(page, out, df, params, score, modes[0])
     _curves(page, out, df, metrics_[0])
     if len(metrics_) == 2:
@@ -177,7 +185,8 @@ def build(folder: Path, out: Path, page: Page, data_override: str | None) -> Non
     best, ensemble = folder / runs.BEST_DIR, folder / runs.ENSEMBLE_DIR
     data = load_eval_data(find_data_arg(best, data_override), cache) if best.is_dir() else None
     if best.is_dir():
-        model_section(page, out, best, data, "best", f"{best.name}/ (the chosen trial)", with_gradcam=True)
+        chosen = "the chosen refit" if not refits.empty else "the chosen trial"
+        model_section(page, out, best, data, "best", f"{best.name}/ ({chosen})", with_gradcam=True)
     if (ensemble / runs.MEMBERS).is_file():
         data = data or load_eval_data(find_data_arg(ensemble, data_override), cache)
         members = runs.read_json(ensemble / runs.MEMBERS).get("members", [])

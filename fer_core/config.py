@@ -33,8 +33,9 @@ class TrainConfig:
     lr_min: float = 1e-6               # (float) final learning rate of the schedule
     weight_decay: float = 1e-4         # (float) L2 for adam/sgd, decoupled for adamw
     optimizer: str = "adam"            # (str) adam | adamw | sgd (nesterov, momentum 0.9)
-    scheduler: str = "cosine"          # (str) cosine | onecycle (warm-up then cosine) | step | none
-    warmup_epochs: float = 0.0         # (float) linear warm-up length for cosine/onecycle
+    scheduler: str = "cosine"          # (str) cosine | onecycle (warm-up then cosine) | wsd (warm-up, stable, decay) | step | none
+    warmup_epochs: float = 0.0         # (float) linear warm-up length for cosine/onecycle/wsd
+    decay_fraction: float = 0.2        # (float) wsd: the last fraction of the steps, cosine-annealed to lr_min
     patience: int = 10                 # (int) early stop after this many epochs without a better metric; 0 = off
     grad_clip: float = 1.0             # (float) max gradient norm; 0 = off
     # loss and sampling
@@ -73,7 +74,7 @@ class TrainConfig:
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adam", "adamw", "sgd"),
-    "scheduler": ("cosine", "onecycle", "step", "none"),
+    "scheduler": ("cosine", "onecycle", "wsd", "step", "none"),
     "class_weighting": ("inverse", "none"),
     "metric": ("val_macro_f1", "val_acc", "val_loss"),
     "amp": ("auto", "bf16", "off"),
@@ -239,6 +240,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.time_budget >= 0, f"time_budget must be >= 0 minutes (0 = off), got {cfg.time_budget}")
     need(cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}")
     need(cfg.lr > 0, f"lr must be > 0, got {cfg.lr}")
+    need(0 < cfg.decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {cfg.decay_fraction}")
     need(0 <= cfg.dropout < 1, f"dropout must be in [0, 1), got {cfg.dropout}")
     need(cfg.dropout2 is None or 0 <= cfg.dropout2 < 1, f"dropout2 must be in [0, 1), got {cfg.dropout2}")
     need(0 <= cfg.erase_p <= 1, f"erase_p must be in [0, 1], got {cfg.erase_p}")

@@ -63,6 +63,8 @@ TERMINATED, STOPPED_EARLY, RUNNING, ERROR, PENDING = "TERMINATED", "STOPPED_EARL
 PAUSED = "PAUSED"
 STATUS_DONE = (TERMINATED, STOPPED_EARLY)
 UNFINISHED = (PENDING, RUNNING, PAUSED)  # what Tune leaves a stopped search's trials in, to resume them
+# results.parquet `phase` values: a time-budgeted search's exploration trials, and its full-length refits
+PHASE_EXPLORE, PHASE_REFIT = "explore", "refit"
 
 
 class RunExistsError(FileExistsError):
@@ -242,3 +244,21 @@ def eval_path(folder: Path, data: str, split: str) -> Path:
     if previous is not None and (previous.get("data"), previous.get("split")) != (str(data), split):
         out = out.with_name(f"eval-{Path(str(data)).stem}-{split}.json")
     return out
+
+
+def refits_beside_explored(results: Any, metric_column: str) -> Any:
+    """A results.parquet table's refits, each beside the exploration trial it trains again (a DataFrame with
+    one row per refit; empty when the search made none). `metric_column` is e.g. best_val_acc."""
+    import pandas as pd
+
+    if "phase" not in results or not (results["phase"] == PHASE_REFIT).any():
+        return pd.DataFrame()
+    explored = results[results["phase"] == PHASE_EXPLORE].set_index("trial")
+    rows = []
+    for _, r in results[results["phase"] == PHASE_REFIT].iterrows():
+        t = int(r["refit_of"])
+        rows.append({"refit of trial": f"{t}{' (default)' if t == 0 else ''}",
+                     "explore epochs": explored.at[t, "epochs"], f"explore {metric_column}": explored.at[t, metric_column],
+                     "refit epochs": r["epochs"], f"refit {metric_column}": r[metric_column], "status": r["status"],
+                     "train_s": r["train_seconds"]})
+    return pd.DataFrame(rows)

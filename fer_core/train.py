@@ -66,6 +66,10 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: in
     if cfg.scheduler in ("cosine", "onecycle"):
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.scheduler == "wsd":  # constant until the decay: a checkpoint before it is any length's checkpoint
+        decay = max(1, int(cfg.decay_fraction * total_steps))
+        progress = min(1.0, max(0.0, (step - (total_steps - decay)) / decay))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     if cfg.scheduler == "step":  # x0.1 at half and at three quarters of the run
         return 0.1 ** ((step >= total_steps // 2) + (step >= 3 * total_steps // 4))
     return 1.0
@@ -336,7 +340,7 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
             f"val_acc {row['val_acc']:.4f}  val_f1 {row['val_macro_f1']:.4f}  "
             f"{len(order) / train_seconds:.0f} img/s  {row['seconds']:.1f}s" + ("  *" if improved else ""))
         if report:
-            report(dict(row, best_metric=best_metric, best_epoch=best_epoch), last_path)
+            report(dict(row, best_metric=best_metric, best_epoch=best_epoch, epochs_planned=cfg.epochs), last_path)
         epoch += 1
     return FitResult(run_dir, best_epoch, best_metric if best_metric is not None else float("nan"),
                      epochs_done=len(history), history=history, stopped_early=stopped_early, config=cfg)

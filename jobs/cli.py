@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): compute as the training run validated (bf16 autocast on CUDA and on "
                         "CPUs with native bf16); fp32: the exact reference")
 
+    from jobs.search_refit import EXPLORE_SHARE
+
     p = sub.add_parser("search", help="hyperparameter search with Ray Tune + Optuna (runs/search/NAME)",
                        description="Ray Tune + Optuna (TPE) + ASHA over TrainConfig keys; see docs/search.md.")
     _add_data(p, required=False)
@@ -76,7 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, help="number of trials (default 16; trial 0 is the default configuration)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the resources allow)")
     p.add_argument("--epochs", type=int, help="fix every trial's epochs (overrides the space)")
-    p.add_argument("--time-budget", type=float, metavar="MIN", help="stop the search after MIN minutes (counts anew on --resume)")
+    p.add_argument("--time-budget", type=float, metavar="MIN",
+                   help="the whole search in MIN minutes: exploration, then the best configurations refit from scratch "
+                        "(one per free slot), then best/ and ensemble/ from the refits (counts anew on --resume)")
+    p.add_argument("--explore-share", type=float, metavar="F",
+                   help=f"with --time-budget: the budget's share that explores (default {EXPLORE_SHARE})")
+    p.add_argument("--refit", type=int, metavar="N",
+                   help="with --time-budget: configurations refit at full length (default: one per free slot; 0: none, "
+                        "best/ is the best exploration trial)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial, also its torch threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU (default 1 when the cluster has GPUs)")
     p.add_argument("--metric", action="append", metavar="M",

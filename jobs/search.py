@@ -20,8 +20,9 @@ import yaml
 from fer_core import runs
 from fer_core.runs import run_folder
 from fer_core.stop import sigterm_kept
+from jobs.search_refit import EXPLORE_SCHEDULER, EXPLORE_SHARE
 from jobs.search_space import SearchSpace, default_point, load_space, parse_space
-from jobs.trainable import CRASH_ENV, trial_name
+from jobs.trainable import CRASH_ENV, trial_dirname, trial_name
 
 DEFAULT_SPACE = "default.yaml"
 DEFAULTS = {"num_samples": 16, "cpus_per_trial": 1.0, "max_failures": 3, "keep_checkpoints": 2,
@@ -49,6 +50,11 @@ def _settings(args: Any, space: SearchSpace, folder: Path) -> dict[str, Any]:
         if not Path(data).exists():
             raise FileNotFoundError(f"--data {args.data} does not exist; pass a FER2013 Parquet/CSV, an image "
                                     f"folder, or 'demo'")
+    share, refit = getattr(args, "explore_share", None), getattr(args, "refit", None)
+    if share is not None and not 0 < share < 1:
+        raise ValueError(f"--explore-share must be between 0 and 1 (the budget's share that explores), got {share}")
+    if refit is not None and refit < 0:
+        raise ValueError(f"--refit must be >= 0 configurations (0: no refit), got {refit}")
     storage = args.storage or str((folder / runs.RAY_STORAGE).resolve())
     max_epochs = space.max_epochs()
     grace = getattr(args, "grace_period", None) or max(1, max_epochs // 4)
@@ -61,6 +67,8 @@ def _settings(args: Any, space: SearchSpace, folder: Path) -> dict[str, Any]:
         "grace_period": min(grace, max_epochs),
         "reduction_factor": getattr(args, "reduction_factor", None) or DEFAULTS["reduction_factor"],
         "max_failures": DEFAULTS["max_failures"],
+        # with a time budget: the share that explores, and the configurations refit after it (None: one per slot)
+        "explore_share": share or EXPLORE_SHARE, "refit": refit,
     }
 
 
@@ -125,33 +133,54 @@ def _wandb_mode() -> str:
     return "offline"
 
 
-def _trainable(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path):
-    from ray import tune
-
-    from jobs.trainable import train_trial
-
+def _gpus_per_trial(settings: dict[str, Any]) -> float:
     gpus = settings["gpus_per_trial"]
     if gpus is None:
         import ray
 
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    return gpus
+
+
+def _refits(settings: dict[str, Any], space: SearchSpace) -> bool:
+    """Whether the search ends with refits: a time budget, one objective, and --refit not 0."""
+    return bool(settings["time_budget_min"]) and not space.multi_objective and settings.get("refit") != 0
+
+
+def _trainable(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path,
+               refit: dict[str, Any] | None = None):
+    """The trial function with its resources; `refit` (jobs.search_refit) makes it train chosen configurations
+    to a deadline instead of exploring."""
+    from ray import tune
+
+    from jobs.trainable import train_trial
+
+    gpus = _gpus_per_trial(settings)
     cpus = settings["cpus_per_trial"]
     overrides: dict[str, Any] = {"threads": max(1, int(cpus)), "device": "cuda" if gpus > 0 else "cpu",
                                  "metric": space.metric}
     if "seed" not in space.params and "seed" not in space.fixed:
         overrides["seed"] = settings["seed"]
+    if _refits(settings, space) and refit is None and "scheduler" not in space.params and "scheduler" not in space.fixed:
+        # the refit makes the final models, so trials use the schedule whose rungs rank configurations best
+        overrides["scheduler"] = EXPLORE_SCHEDULER
     trial_settings = {"overrides": overrides, "latency": "latency_ms" in space.metrics,
-                      "marker_dir": str(folder.resolve())}
+                      "marker_dir": str(folder.resolve()), "refit": refit}
     fn = tune.with_parameters(train_trial, data=data, settings=trial_settings)
     return tune.with_resources(fn, {"cpu": cpus, "gpu": gpus})
 
 
-def trial_dirname(trial: Any) -> str:
-    """Short trial folder names (Tune's default embeds every config value)."""
-    return f"trial_{trial.trial_id}"
+def _explore_seconds(settings: dict[str, Any], space: SearchSpace, started: float) -> float | None:
+    """Tune's time budget: all of --time-budget, or its exploration share when refits follow (from `started`,
+    the command's start: data loading and Ray's start-up count)."""
+    budget = settings["time_budget_min"]
+    if not budget:
+        return None
+    share = settings["explore_share"] if _refits(settings, space) else 1.0
+    return max(1.0, share * budget * 60 - (time.time() - started))
 
 
-def _tuner(settings: dict[str, Any], space: SearchSpace, trainable: Any, folder: Path):
+def _tuner(settings: dict[str, Any], space: SearchSpace, trainable: Any, folder: Path, started: float):
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -178,11 +207,10 @@ def _tuner(settings: dict[str, Any], space: SearchSpace, trainable: Any, folder:
     callbacks: list[Any] = [Progress(space.metric, space.mode, settings["num_samples"])]
     if settings["wandb"]:
         callbacks.append(_wandb_callback(settings, folder))
-    budget = settings["time_budget_min"]
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings["num_samples"],
                                   max_concurrent_trials=settings["max_concurrent"],
-                                  time_budget_s=budget * 60 if budget else None, trial_dirname_creator=trial_dirname,
-                                  trial_name_creator=trial_name)
+                                  time_budget_s=_explore_seconds(settings, space, started),
+                                  trial_dirname_creator=trial_dirname, trial_name_creator=trial_name)
     run_config = tune.RunConfig(
         name=settings["experiment"], storage_path=settings["storage"], verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
@@ -200,6 +228,7 @@ def _resolve_space(args: Any) -> SearchSpace:
 
 def start(args: Any) -> Path:
     """A new search: check everything that can be checked before Ray starts, then run it; returns its folder."""
+    started = time.time()  # a time budget counts from here: loading data and starting Ray are part of it
     if not args.data:
         raise ValueError("fertune search needs --data PATH|demo (or --name NAME --resume / --show)")
     space = _resolve_space(args)  # a bad space fails here, before any folder, data or Ray
@@ -212,7 +241,7 @@ def start(args: Any) -> Path:
     runs.atomic_write_text(folder / runs.SEARCH, yaml.safe_dump({"space": space.to_dict(), "settings": settings},
                                                                 sort_keys=False))
     data = _load_data(settings)
-    _run(settings, space, data, folder, restore=False)
+    _run(settings, space, data, folder, restore=False, started=started)
     return folder
 
 
@@ -228,6 +257,7 @@ def _saved(args: Any) -> tuple[Path, SearchSpace, dict[str, Any]]:
 
 def resume(args: Any) -> Path:
     """Continue a killed or interrupted search: finished trials stay, unfinished ones resume from checkpoints."""
+    started = time.time()
     folder, space, settings = _saved(args)
     if args.storage:
         settings["storage"] = args.storage
@@ -235,11 +265,12 @@ def resume(args: Any) -> Path:
         settings["address"] = args.address
     settings["time_budget_min"] = args.time_budget if args.time_budget is not None else settings["time_budget_min"]
     data = _load_data(settings)
-    _run(settings, space, data, folder, restore=True)
+    _run(settings, space, data, folder, restore=True, started=started)
     return folder
 
 
-def _run(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, restore: bool) -> None:
+def _run(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, restore: bool,
+         started: float) -> None:
     from ray import tune
 
     if settings["wandb"]:
@@ -264,27 +295,40 @@ def _run(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, 
             if budget:  # the time budget counts anew from this start (Tune restarts its timer on restore)
                 print(f"time budget: {budget:g} min from now")
         else:
-            tuner = _tuner(settings, space, trainable, folder)
+            tuner = _tuner(settings, space, trainable, folder, started)
             print(f"searching {len(space.params)} keys ({', '.join(space.params)}) with {settings['num_samples']} "
                   f"trials; trial 0 is the default configuration; objective {' and '.join(space.metrics)}")
         tuner.fit()
         wall = time.perf_counter() - t0
         # bench/search_overhead.py compares this wall time (Ray start-up included) with the trials' own time
         runs.write_json(folder / runs.TIMING, {"ray_start_s": ray_start, "search_wall_s": wall})
+        from jobs.search_refit import merge, run_refit
         from jobs.search_results import collect_results, write_results
 
         df = collect_results(path, space)
         write_results(df, folder)
-        stopped = df["status"].isin(runs.UNFINISHED)
-        if stopped.any():
-            # Ctrl-C or SIGTERM: Tune saved its state and left these trials to resume; exporting a best/ of
-            # a half-run search would pass for a result
-            print(f"\nsearch stopped with {int(stopped.sum())} trial(s) unfinished; state saved in {path}")
-            raise KeyboardInterrupt
+        _stop_if_unfinished(df, path)
+        if _refits(settings, space):
+            refit = run_refit(settings, space, data, folder, df, restore, started,
+                              lambda plan: _trainable(settings, space, data, folder, refit=plan),
+                              gpus_per_trial=_gpus_per_trial(settings), experiment_path=path)
+            df = merge(df, refit, space)
+            write_results(df, folder)
+            _stop_if_unfinished(df, path)
+            wall = time.perf_counter() - t0
         finish(folder, space, settings, data, df)
         print(f"search wall time {wall:.0f}s (Ray start-up included)")
     finally:
         ray.shutdown()
+
+
+def _stop_if_unfinished(df: Any, path: str) -> None:
+    stopped = df["status"].isin(runs.UNFINISHED)
+    if stopped.any():
+        # Ctrl-C or SIGTERM: Tune saved its state and left these trials to resume; exporting a best/ of
+        # a half-run search would pass for a result
+        print(f"\nsearch stopped with {int(stopped.sum())} trial(s) unfinished; state saved in {path}")
+        raise KeyboardInterrupt
 
 
 def finish(folder: Path, space: SearchSpace, settings: dict[str, Any], data: Any, df: Any) -> None:
@@ -311,10 +355,22 @@ def finish(folder: Path, space: SearchSpace, settings: dict[str, Any], data: Any
           f"      fertune search --name {folder.name} --show")
 
 
+def _refit_results(settings: dict[str, Any], space: SearchSpace) -> Any:
+    """The refits' rows so far, or None when the search has not started any."""
+    from ray import tune
+
+    from jobs.search_refit import refit_experiment
+    from jobs.search_results import collect_results
+
+    path = refit_experiment(settings)
+    return collect_results(path, space) if tune.Tuner.can_restore(path) else None
+
+
 def show(args: Any) -> int:
     """Print the leaderboard of a search, finished or still running."""
     import pandas as pd
 
+    from jobs.search_refit import merge
     from jobs.search_results import collect_results, format_leaderboard
 
     if not args.name:
@@ -324,6 +380,7 @@ def show(args: Any) -> int:
         settings["storage"] = args.storage
     try:
         df = collect_results(_experiment_path(settings), space)
+        df = merge(df, _refit_results(settings, space), space)
     except Exception as err:  # noqa: BLE001  (no state saved yet, or remote storage unreachable)
         parquet = folder / runs.RESULTS
         if not parquet.is_file():

@@ -25,6 +25,8 @@ class Progress(Callback):
     def _name(trial: Any) -> str:
         from jobs.trainable import trial_index
 
+        if "refit_of" in trial.config:
+            return f"refit of trial {trial.config['refit_of']}"
         index = trial_index(trial)
         return f"trial {index}{' (default)' if index == 0 else ''}"
 

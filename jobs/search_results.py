@@ -16,6 +16,8 @@ import pandas as pd
 
 from fer_core import runs
 from fer_core.runs import EPOCH_METRICS, objective_column
+from fer_core.runs import PHASE_EXPLORE
+from jobs.search_refit import format_refits, refit_pool
 from jobs.search_space import SearchSpace
 
 
@@ -34,6 +36,8 @@ def _trial_row(trial: Any, history: pd.DataFrame, space: SearchSpace) -> dict[st
     for key in space.params:
         value = trial.config.get(key)
         row[f"config/{key}"] = value
+    if "refit_of" in trial.config:  # a refit (jobs.search_refit): the exploration trial it trains again
+        row["refit_of"] = int(trial.config["refit_of"])
     if not history.empty and "epoch" in history:
         # a trial that restarted from an older checkpoint reports some epochs twice: keep the newest
         h = history.dropna(subset=["epoch"]).drop_duplicates(subset="epoch", keep="last").sort_values("epoch")
@@ -95,8 +99,10 @@ def pareto_front(df: pd.DataFrame, space: SearchSpace) -> pd.Series:
 
 
 def choose_best(df: pd.DataFrame, space: SearchSpace) -> pd.Series | None:
-    """The trial chosen on validation: the best first metric (among the Pareto front with two metrics)."""
-    pool = df[df["checkpoint"].notna() & df["score"].notna()]
+    """The trial chosen on validation: the best first metric (among the Pareto front with two metrics); among
+    the refits when the search made any."""
+    pool = refit_pool(df)
+    pool = pool[pool["checkpoint"].notna() & pool["score"].notna()]
     if space.multi_objective:
         pool = pool[pool["pareto"]]
     return pool.iloc[0] if len(pool) else None  # df is ranked on the first metric
@@ -107,6 +113,9 @@ def format_leaderboard(df: pd.DataFrame, space: SearchSpace, limit: int | None =
     """A ranked table: the default configuration is marked, and the Pareto front with two metrics."""
     if df.empty:
         return "no trials yet"
+    refits = format_refits(df, space)
+    if refits:
+        df = df[df["phase"] == PHASE_EXPLORE]
     show = pd.DataFrame({"rank": df["rank"],
                          "trial": [f"{t}{' (default)' if t == 0 else ''}" for t in df["trial"]],
                          "status": df["status"], "epochs": df["epochs"]})
@@ -125,7 +134,7 @@ def format_leaderboard(df: pd.DataFrame, space: SearchSpace, limit: int | None =
     default = df[df["trial"] == 0]
     best = choose_best(df, space)
     if best is not None:
-        lines.append(f"best: trial {best['trial']} {space.metric} {best['score']:.4f}")
+        lines.append(f"best{' explored' if refits else ''}: trial {best['trial']} {space.metric} {best['score']:.4f}")
         if len(default) and not math.isnan(default.iloc[0]["score"]):
             d = default.iloc[0]["score"]
             lines[-1] += f" ({best['score'] - d:+.4f} over the default configuration, trial 0: {d:.4f})"
@@ -134,6 +143,8 @@ def format_leaderboard(df: pd.DataFrame, space: SearchSpace, limit: int | None =
                      f"{', '.join(str(t) for t in df.loc[df['pareto'], 'trial'])}")
     counts = df["status"].value_counts().to_dict()
     lines.append("trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if refits:
+        lines.append("\n" + refits)
     return "\n".join(lines)
 
 
@@ -222,7 +233,8 @@ def export_ensemble(df: pd.DataFrame, folder: Path, data: Any, top_k: int, space
     from fer_core.evaluate import evaluate
     from fer_core.infer import Predictor
 
-    pool = df[df["checkpoint"].notna() & df["score"].notna()].head(top_k)
+    pool = refit_pool(df)
+    pool = pool[pool["checkpoint"].notna() & pool["score"].notna()].head(top_k)
     if pool.empty:
         return None
     ens = folder / runs.ENSEMBLE_DIR
@@ -234,7 +246,7 @@ def export_ensemble(df: pd.DataFrame, folder: Path, data: Any, top_k: int, space
         fetch_file(row["checkpoint"], ens / rel)
         candidates.append({"checkpoint": rel, "trial_id": row["trial_id"], "trial": int(row["trial"]),
                            space.metric: float(row["score"]), "source": row["checkpoint"]})
-    selection = "all of the top-k (no validation split to choose on)"
+    selection = "the only candidate" if len(candidates) == 1 else "all of the top-k (no validation split to choose on)"
     members = candidates
     if data.val is not None and len(candidates) > 1:
         val_probs = [evaluate(ens / member["checkpoint"], data, "val", device="cpu").probs for member in candidates]

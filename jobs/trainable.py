@@ -37,8 +37,16 @@ def trial_index(trial: Any) -> int:
         return -1
 
 
+def trial_dirname(trial: Any) -> str:
+    """Short trial folder names (Tune's default embeds every config value)."""
+    return f"trial_{trial.trial_id}"
+
+
 def trial_name(trial: Any) -> str:
-    """Tune trial_name_creator: 'trial_N', so the trainable knows its own number."""
+    """Tune trial_name_creator: 'trial_N', so the trainable knows its own number; a refit of trial N
+    (jobs.search_refit) is 'refit_N'."""
+    if "refit_of" in trial.config:
+        return f"refit_{trial.config['refit_of']}"
     return f"trial_{trial_index(trial)}"
 
 
@@ -92,7 +100,9 @@ def train_trial(config: dict[str, Any], data: Any = None, settings: dict[str, An
 
     `data` is the FerData the driver loaded (passed through the object store by tune.with_parameters);
     `settings` holds what is not searched: `overrides` (threads, device, metric), `latency` (bool: also
-    report latency_ms), `marker_dir` (for the test crash hook).
+    report latency_ms), `marker_dir` (for the test crash hook), and for a refit (jobs.search_refit)
+    `refit`: {"configs": {trial number: its config}, "deadline": time.time() by which training must end};
+    a refit trial's own config is {"refit_of": trial number}.
     """
     import ray
     from ray import tune
@@ -104,6 +114,9 @@ def train_trial(config: dict[str, Any], data: Any = None, settings: dict[str, An
     t_start = time.perf_counter()
     ctx = tune.get_context()
     index = trial_index(ctx.get_trial_name())
+    refit = settings.get("refit")
+    if refit:
+        config = refit["configs"][str(config["refit_of"])]
     cfg = resolve({**config, **settings.get("overrides", {})})
     run_dir = Path(ctx.get_trial_dir()) / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +125,8 @@ def train_trial(config: dict[str, Any], data: Any = None, settings: dict[str, An
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         start_epoch, seconds_before = _restore(checkpoint, run_dir)
+        if refit and start_epoch > 0:  # the refit's time-budget plan (epochs, steps) is in its config.yaml
+            cfg = resolve(settings.get("overrides", {}), config_file=run_dir / runs.CONFIG)
     latency = measure_latency_ms(cfg, cfg.threads or 1) if settings.get("latency") else None
     node_id = ray.get_runtime_context().get_node_id()
     train_seconds = seconds_before
@@ -123,7 +138,7 @@ def train_trial(config: dict[str, Any], data: Any = None, settings: dict[str, An
         metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and v is not None}
         metrics.update(epoch=int(row["epoch"]), best_epoch=int(row["best_epoch"]), start_epoch=start_epoch,
                        train_seconds=train_seconds, trial_seconds=time.perf_counter() - t_start,
-                       trial_index=index, node_id=node_id, epochs_planned=cfg.epochs)
+                       trial_index=index, node_id=node_id, epochs_planned=int(row.get("epochs_planned", cfg.epochs)))
         if latency is not None:
             metrics["latency_ms"] = latency
         with tempfile.TemporaryDirectory(prefix="fertune-ckpt-") as tmp:
@@ -138,4 +153,10 @@ def train_trial(config: dict[str, Any], data: Any = None, settings: dict[str, An
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     # fit's per-epoch lines go to the trial's worker log (Ray keeps them off the user's console)
-    fit(cfg, data, run_dir=run_dir, report=report, resume=start_epoch > 0, log=print)
+    budget = None
+    if refit and start_epoch == 0:  # a resumed refit keeps the plan its config.yaml records
+        from fer_core.budget import TimeBudget
+
+        budget = TimeBudget(deadline=refit["deadline"], final_images=0,
+                            minutes=max(refit["deadline"] - time.time(), 1.0) / 60)
+    fit(cfg, data, run_dir=run_dir, report=report, resume=start_epoch > 0, log=print, budget=budget)

@@ -72,6 +72,9 @@ def test_schedules():
     assert lr_factor(cfg, 100, 100, 10) == pytest.approx(0.0)
     warm = config.resolve({"epochs": 10, "lr": 1.0, "lr_min": 0.0, "scheduler": "onecycle", "warmup_epochs": 1})
     assert lr_factor(warm, 4, 100, 10) == pytest.approx(0.5) and lr_factor(warm, 9, 100, 10) == pytest.approx(1.0)
+    wsd = config.resolve({"epochs": 10, "lr": 1.0, "lr_min": 0.0, "scheduler": "wsd", "decay_fraction": 0.2})
+    assert [lr_factor(wsd, s, 100, 10) for s in (0, 50, 80)] == pytest.approx([1.0, 1.0, 1.0])
+    assert lr_factor(wsd, 90, 100, 10) == pytest.approx(0.5) and lr_factor(wsd, 100, 100, 10) == pytest.approx(0.0)
 
 
 def test_bf16_autocast_and_eval_agree_on_cpu(demo_data, tmp_path):

@@ -1,0 +1,172 @@
+"""Refit: a time-budgeted search turns the configurations it found into full-length models.
+
+Exploration compares configurations on short trials (ASHA stops most at the first rung), and a short trial's
+checkpoint is not a finished model: without refit, a 45-minute CPU search handed back a model 2.4 points
+below the default trained alone for less time. With `--time-budget`, the search explores for
+`explore_share` of the budget, then trains the top configurations again from scratch, one per free slot,
+all to one deadline (fer_core.budget plans each refit's epochs from the speed it measures) that leaves time
+for the closing exports; best/ and ensemble/ are made from the refits.
+
+A refit is its own Tune experiment (`NAME-refit` beside the search's), so a crashed refit worker resumes
+from its last epoch and `--resume` continues an interrupted refit like any trial.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from fer_core import runs
+from fer_core.runs import PHASE_EXPLORE, PHASE_REFIT
+
+if TYPE_CHECKING:  # the CLI reads this module's defaults before any heavy import
+    import pandas as pd
+
+    from jobs.search_space import SearchSpace
+
+EXPLORE_SHARE = 0.4     # of the budget: exploration; the rest refits (BENCHMARKS.md, "search: exploration and refit")
+EXPLORE_SCHEDULER = "wsd"  # the trials' schedule when a refit follows (bench/fidelity_ab.py; docs/search.md)
+FINISH_FIXED_S = 15.0   # the closing exports' model loads, file writes and Ray's shutdown (demo: under 10 s)
+REFIT_SUFFIX = "-refit"
+REFIT_PLAN = "refit.json"  # in the search folder: the chosen trials, their configs, the closing exports' seconds
+
+
+def refit_experiment(settings: dict[str, Any]) -> str:
+    return f"{settings['storage'].rstrip('/')}/{settings['experiment']}{REFIT_SUFFIX}"
+
+
+def slots(settings: dict[str, Any], gpus_per_trial: float) -> int:
+    """Trials the cluster runs at once: its CPUs (or GPUs) over a trial's share, capped by --max-concurrent."""
+    import ray
+
+    total = ray.cluster_resources()
+    fit = int(total.get("CPU", 1) // max(settings["cpus_per_trial"], 1e-9))
+    if gpus_per_trial > 0:
+        fit = min(fit, int(total.get("GPU", 0) // gpus_per_trial))
+    if settings.get("max_concurrent"):
+        fit = min(fit, settings["max_concurrent"])
+    return max(1, fit)
+
+
+def candidates(df: pd.DataFrame, count: int) -> pd.DataFrame:
+    """The top `count` exploration trials that finished an epoch (df is ranked, best first); with none, the
+    default configuration (trial 0): a budget too short to compare anything still ends with a refit model."""
+    pool = df[df["checkpoint"].notna() & df["score"].notna() & df["status"].isin(runs.STATUS_DONE)]
+    return pool.head(count) if len(pool) else df[df["trial"] == 0]
+
+
+def trial_configs(experiment_path: str, trials: list[int]) -> dict[str, dict[str, Any]]:
+    """{trial number: the config Tune gave it} for the chosen exploration trials."""
+    from ray.tune import ExperimentAnalysis
+
+    from jobs.trainable import trial_index
+
+    analysis = ExperimentAnalysis(experiment_path)
+    return {str(trial_index(t)): dict(t.config) for t in analysis.trials if trial_index(t) in trials}
+
+
+def finish_seconds(data: Any, config: dict[str, Any], members: int) -> float:
+    """Seconds the closing exports take, from one timed pass of `config`'s network over the validation images:
+    best/ scores test with flip-TTA, the ensemble scores val per candidate and test with flip-TTA per member."""
+    import torch
+
+    from fer_core.config import resolve
+    from fer_core.train import build_model
+
+    model = build_model(resolve(config)).eval()
+    images = torch.from_numpy(data.val.images[:2048]).float().unsqueeze(1) / 255
+    with torch.inference_mode():
+        model(images[:64])  # the first call allocates and picks kernels
+        t0 = time.perf_counter()
+        for batch in images.split(512):
+            model(batch)
+    per_image = (time.perf_counter() - t0) / len(images)
+    test = len(data.test.labels) if data.test is not None else len(data.val.labels)
+    return FINISH_FIXED_S + (2 * test + members * (len(data.val.labels) + 2 * test)) * per_image
+
+
+def merge(explore: pd.DataFrame, refit: pd.DataFrame | None, space: SearchSpace) -> pd.DataFrame:
+    """One results table: refit rows first (each ranked within its phase), `phase` and `refit_of` columns;
+    a refit row carries the searched values of the trial it refits."""
+    import pandas as pd
+
+    explore = explore.assign(phase=PHASE_EXPLORE, refit_of=float("nan"))
+    if refit is None or refit.empty:
+        return explore
+    refit = refit.copy()
+    refit["phase"] = PHASE_REFIT
+    by_trial = explore.set_index("trial")
+    for key in space.params:
+        refit[f"config/{key}"] = [by_trial.at[int(t), f"config/{key}"] for t in refit["refit_of"]]
+    refit["trial"] = refit["refit_of"].astype(int)  # trial 0's refit is still the default configuration
+    return pd.concat([refit, explore], ignore_index=True)
+
+
+def refit_pool(df: pd.DataFrame) -> pd.DataFrame:
+    """Where best/ and ensemble/ come from: the refits when there are any."""
+    if "phase" in df and (df["phase"] == PHASE_REFIT).any():
+        return df[df["phase"] == PHASE_REFIT]
+    return df
+
+
+def format_refits(df: pd.DataFrame, space: SearchSpace) -> str:
+    """Each refit beside the exploration trial it refits: epochs and the metric at both lengths."""
+    table = runs.refits_beside_explored(df, runs.objective_column(space.metric))
+    if table.empty:
+        return ""
+    return "refits (full length, from scratch):\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}",
+                                                                     na_rep="-")
+
+
+def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, explore: pd.DataFrame,
+              restore: bool, started: float, make_trainable: Callable[[dict[str, Any]], Any],
+              gpus_per_trial: float, experiment_path: str) -> pd.DataFrame | None:
+    """Train the top exploration configurations again, from scratch, to one deadline; their result rows.
+
+    `make_trainable(plan)` gives the Tune trainable for a plan (jobs.search); a resumed search restores the
+    refit experiment and its plan (the deadline counts anew from `started`, as the exploration's budget does).
+    """
+    from ray import tune
+
+    from jobs.search import DEFAULTS
+    from jobs.search_progress import Progress
+    from jobs.search_results import collect_results
+    from jobs.trainable import trial_dirname, trial_name
+
+    path = refit_experiment(settings)
+    saved = folder / REFIT_PLAN
+    budget_s = 60 * settings["time_budget_min"]
+    if restore and saved.is_file() and tune.Tuner.can_restore(path):
+        plan = runs.read_json(saved)
+        plan["deadline"] = started + budget_s - plan["finish_s"]
+        tuner = tune.Tuner.restore(path, trainable=make_trainable(plan), resume_unfinished=True, resume_errored=True)
+    else:
+        chosen = candidates(explore, settings.get("refit") or slots(settings, gpus_per_trial))
+        if chosen.empty:
+            print("refit: no exploration trial finished an epoch; nothing to refit")
+            return None
+        trials = [int(t) for t in chosen["trial"]]
+        configs = trial_configs(experiment_path, trials)
+        finish_s = finish_seconds(data, configs[str(trials[0])], len(trials))
+        plan = {"trials": trials, "configs": configs, "finish_s": finish_s,
+                "deadline": started + budget_s - finish_s}
+        if plan["deadline"] <= time.time():
+            print(f"refit: no time left (the closing exports need {finish_s:.0f} s); best/ is the best exploration "
+                  f"trial. Give more --time-budget or a smaller --explore-share")
+            return None
+        runs.write_json(saved, plan)
+        print(f"\nrefit: trials {', '.join(map(str, trials))} from scratch, at once, "
+              f"{(plan['deadline'] - time.time()) / 60:.1f} min each (the closing exports keep {finish_s:.0f} s)")
+        tuner = tune.Tuner(
+            make_trainable(plan), param_space={"refit_of": tune.grid_search(trials)},
+            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=settings["max_concurrent"],
+                                        trial_dirname_creator=trial_dirname, trial_name_creator=trial_name),
+            run_config=tune.RunConfig(
+                name=Path(path).name, storage_path=settings["storage"], verbose=0,
+                callbacks=[Progress(space.metric, space.mode, len(trials))],
+                failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=DEFAULTS["keep_checkpoints"],
+                                                        checkpoint_score_attribute=space.metric,
+                                                        checkpoint_score_order=space.mode)))
+    tuner.fit()
+    return collect_results(path, space)

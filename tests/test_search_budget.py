@@ -1,0 +1,72 @@
+"""`fertune search --time-budget MIN`: exploration, then the best configurations refit from scratch to the
+budget's end, then best/ and ensemble/ from the refits; results.parquet marks the refit rows."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from fer_core import runs
+from fer_core.config import load_yaml
+from jobs.search_refit import candidates, merge
+from jobs.search_space import parse_space
+
+SPACE = parse_space({"metric": "val_acc", "space": {"model": "cnn_small", "lr": {"loguniform": [1e-4, 1e-2]}}})
+
+
+def _explored() -> pd.DataFrame:
+    # ranked best first, as collect_results returns them
+    return pd.DataFrame({"trial_id": ["c", "a", "b", "d"], "trial": [2, 0, 1, 3], "config/lr": [3e-3, 2e-3, 1e-3, 5e-3],
+                         "status": [runs.STOPPED_EARLY, runs.TERMINATED, runs.STOPPED_EARLY, runs.ERROR],
+                         "epochs": [2, 4, 2, 0], "score": [0.5, 0.4, 0.3, None], "best_val_acc": [0.5, 0.4, 0.3, None],
+                         "checkpoint": ["c.pt", "a.pt", "b.pt", None], "train_seconds": [10.0, 20.0, 10.0, None]})
+
+
+def test_refit_candidates_are_the_best_finished_trials_or_else_the_default():
+    assert list(candidates(_explored(), 2)["trial"]) == [2, 0]
+    nothing = _explored().assign(score=None, checkpoint=None)
+    assert list(candidates(nothing, 2)["trial"]) == [0]  # no comparison made: the default configuration
+
+
+def test_merge_marks_refits_and_gives_them_their_trials_values():
+    refit = pd.DataFrame({"trial_id": ["r1", "r2"], "trial": [1, 0], "refit_of": [0, 2], "config/lr": [None, None],
+                          "status": [runs.TERMINATED] * 2, "epochs": [9, 8], "score": [0.62, 0.6],
+                          "best_val_acc": [0.62, 0.6], "checkpoint": ["r1.pt", "r2.pt"], "train_seconds": [60.0, 60.0]})
+    df = merge(_explored(), refit, SPACE)
+    refits = df[df["phase"] == runs.PHASE_REFIT]
+    assert list(refits["trial"]) == [0, 2] and list(refits["config/lr"]) == [2e-3, 3e-3]
+    assert (df[df["phase"] == runs.PHASE_EXPLORE]["refit_of"].isna()).all()
+    table = runs.refits_beside_explored(df, "best_val_acc")
+    assert list(table["explore best_val_acc"]) == [0.4, 0.5] and list(table["refit epochs"]) == [9, 8]
+
+
+def test_bad_split_is_refused(tmp_path):
+    res = run_cli("search", "--data", "demo", "--space", "demo.yaml", "--time-budget", "2", "--explore-share", "1.5",
+                  "--project", str(tmp_path), cwd=tmp_path)
+    assert res.returncode != 0 and "--explore-share must be between 0 and 1" in res.stderr
+
+
+@pytest.mark.long
+def test_a_two_minute_demo_search_ends_in_time_and_best_is_a_full_length_refit(tmp_path):
+    project = tmp_path / "runs"
+    t0 = time.monotonic()
+    res = run_cli("search", "--data", "demo", "--space", "demo.yaml", "--num-samples", "4", "--time-budget", "2",
+                  "--project", str(project), "--name", "b", cwd=tmp_path)
+    wall = time.monotonic() - t0
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert wall <= 2 * 60 + 20, f"took {wall:.0f} s for a 2-minute budget"
+    df = pd.read_parquet(project / "b" / runs.RESULTS)
+    refits = df[df["phase"] == runs.PHASE_REFIT]
+    assert len(refits) >= 1 and (refits["status"] == runs.TERMINATED).all()  # each ran its planned epochs
+    best = runs.read_json(project / "b" / runs.BEST_DIR / runs.TRIAL)
+    assert best["phase"] == runs.PHASE_REFIT and best["trial_id"] in set(refits["trial_id"])
+    members = runs.read_json(project / "b" / runs.ENSEMBLE_DIR / runs.MEMBERS)["members"]
+    assert {m["trial_id"] for m in members} <= set(refits["trial_id"])
+    # the refit's plan came from the budget: its config records the measured speed and the planned steps
+    config = load_yaml(project / "b" / runs.BEST_DIR / runs.CONFIG)
+    assert config["measured_img_s"] > 0 and config["planned_steps"] > 0
+    assert "refits (full length, from scratch)" in res.stdout
+    show = run_cli("search", "--name", "b", "--project", str(project), "--show", cwd=tmp_path)
+    assert show.returncode == 0 and "refits (full length, from scratch)" in show.stdout
