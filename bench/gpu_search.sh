@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# The search's trial function on one GPU without Ray or Optuna (the GPU box has neither): P worker
-# processes share the GPU, each takes sampled configurations from a common queue and runs
-# fer_core.train.fit on them (exactly what a `fertune search` trial runs), until the time budget.
-# Prints the aggregate training throughput (target >= 20,000 img/s on an H100) and the best single
-# model's private_test accuracy (target >= 72 %), and writes $OUT/gpu_search/summary.json.
+# `fertune search --time-budget` on one GPU without Ray or Optuna (the GPU box has neither), same plan:
+# exploration for EXPLORE_SHARE of the budget (P worker processes share the GPU and take sampled
+# configurations from a common queue; short trials with the wsd schedule, as the search's trials), then
+# the top P configurations refit from scratch at once, each a fer_core.train.fit with a TimeBudget to one
+# deadline, then the refits' test scores and their greedy ensemble (chosen on validation).
+# Prints the exploration's aggregate throughput (target >= 20,000 img/s on an H100), the best refit's and
+# the ensemble's private_test accuracy (target >= 72 %), and writes $OUT/gpu_search/summary.json.
 #
-#   bash bench/gpu_search.sh --data data_local/fer2013.parquet           # on the GPU machine, < 6 minutes
+#   bash bench/gpu_search.sh --data data_local/fer2013.parquet           # on the GPU machine, 7 minutes
 #   bash bench/gpu_search.sh --smoke                                       # CPU, tiny sizes: checks the script
-#   options: --procs P (default 4) --minutes M (default 5) --epochs E (default 12) --model resnet18|cnn_small
+#   options: --procs P (default 4) --minutes M (default 7, all phases) --epochs E (exploration trials, default 12)
+#            --model resnet18|cnn_small
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=""; SMOKE=0; PROCS=4; MINUTES=5; EPOCHS=12; MODEL=resnet18
+DATA=""; SMOKE=0; PROCS=4; MINUTES=7; EPOCHS=12; MODEL=resnet18
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) DATA="$2"; shift 2 ;;
@@ -23,7 +26,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ "$SMOKE" = 1 ]; then
-  DATA="${DATA:-demo}"; PROCS=2; MINUTES=2; EPOCHS=1; MODEL=cnn_small
+  DATA="${DATA:-demo}"; PROCS=2; MINUTES=1.5; EPOCHS=1; MODEL=cnn_small
 fi
 [ -n "$DATA" ] || { echo "bench/gpu_search.sh: pass --data path/to/fer2013.parquet (or --smoke)" >&2; exit 2; }
 source bench/_gpu_env.sh && gpu_env gpu_search
@@ -37,14 +40,15 @@ from pathlib import Path
 SMOKE = os.environ["SMOKE"] == "1"
 DATA, OUT = os.environ["DATA"], Path(os.environ["OUT_DIR"])
 PROCS, EPOCHS, MODEL = int(os.environ["PROCS"]), int(os.environ["EPOCHS"]), os.environ["MODEL"]
-DEADLINE_S = float(os.environ["MINUTES"]) * 60
+BUDGET_S = float(os.environ["MINUTES"]) * 60
+FINISH_S = 20.0 if SMOKE else 45.0  # the closing evaluations: each refit on val and test, the ensemble
 
 
 def configs(n, seed=0):
     """Trial 0 is the model's default configuration (as in `fertune search`), then random draws from
     default.yaml's ranges (no Optuna here: random search over the same space)."""
     rng = random.Random(seed)
-    base = {"model": MODEL, "epochs": EPOCHS, "device": "cpu" if SMOKE else "cuda", "patience": 0}
+    base = {"model": MODEL, "device": "cpu" if SMOKE else "cuda", "patience": 0}
     if SMOKE:
         base.update(train_subset=300, batch_size=32, eval_batch_size=256, threads=1)
     yield dict(base)
@@ -56,74 +60,124 @@ def configs(n, seed=0):
                    label_smoothing=rng.uniform(0.0, 0.2))
 
 
-def worker(rank, todo, done, t_start):
-    import torch
+def explore(rank, todo, done, deadline):
+    """Short trials (EPOCHS, the search's trial schedule) until the exploration's deadline."""
     from fer_core.config import resolve
     from fer_core.data import load_data
-    from fer_core.evaluate import evaluate
     from fer_core.train import fit
+    from jobs.search_refit import EXPLORE_SCHEDULER
 
     data = load_data(DATA, seed=0)
-    while time.time() - t_start < DEADLINE_S:
+    while time.time() < deadline:
         try:
             index, overrides = todo.get_nowait()
         except queue.Empty:
             return
-        cfg = resolve(overrides)
-        run_dir = OUT / f"trial_{index:03d}"
-        stop = {"images": 0}
+        cfg = resolve(dict(overrides, epochs=EPOCHS, scheduler=EXPLORE_SCHEDULER))
         n_train = min(len(data.train), cfg.train_subset or len(data.train))
-        per_epoch = (n_train // cfg.batch_size) * cfg.batch_size
+        seen = {"images": 0, "epochs": 0}
 
-        def report(row, last, stop=stop):
-            stop["images"] += per_epoch
-            if time.time() - t_start > DEADLINE_S:  # out of time: stop after this epoch, keep best.pt
+        def report(row, last, seen=seen, per_epoch=(n_train // cfg.batch_size) * cfg.batch_size):
+            seen["images"] += per_epoch
+            seen["epochs"] += 1
+            if time.time() > deadline:  # out of time: stop after this epoch
                 raise TimeoutError
         t0 = time.time()
         try:
-            result = fit(cfg, data, run_dir=run_dir, report=report, log=lambda _m: None)
-            epochs = result.epochs_done
+            result = fit(cfg, data, run_dir=OUT / f"trial_{index:03d}", report=report, log=lambda _m: None)
+            best = result.best_metric
         except TimeoutError:
-            epochs = -1
-        seconds = time.time() - t0
-        ev = evaluate(run_dir, data, tta=True, device=cfg.device).report
-        from fer_core.checkpoint import load_checkpoint
-
-        val = load_checkpoint(ev["checkpoint"])["best_metric"]  # chosen on validation
-        done.put({"trial": index, "proc": rank, "config": overrides, "epochs_done": epochs,
-                  "train_images": stop["images"], "seconds": seconds, cfg.metric: val, "test_accuracy": ev["accuracy"],
-                  "test_accuracy_tta": ev.get("accuracy_tta"), "split": ev["split"], "n": ev["n"]})
+            from fer_core.checkpoint import load_checkpoint
+            best = load_checkpoint(OUT / f"trial_{index:03d}" / "weights" / "best.pt")["best_metric"]
+        done.put({"phase": "explore", "trial": index, "proc": rank, "config": overrides, "epochs_done": seen["epochs"],
+                  "train_images": seen["images"], "seconds": time.time() - t0, cfg.metric: best})
 
 
-if __name__ == "__main__":
-    ctx = mp.get_context("spawn")
-    todo, done = ctx.Queue(), ctx.Queue()
-    for i, c in enumerate(configs(PROCS if SMOKE else 64)):
-        todo.put((i, c))
-    t_start = time.time()
-    procs = [ctx.Process(target=worker, args=(r, todo, done, t_start)) for r in range(PROCS)]
-    for p in procs:
-        p.start()
+def refit(rank, index, overrides, deadline, done):
+    """One configuration from scratch, its epochs planned to end by `deadline` (fertune's TimeBudget)."""
+    from fer_core.budget import TimeBudget
+    from fer_core.config import resolve
+    from fer_core.data import load_data
+    from fer_core.train import fit
+
+    data = load_data(DATA, seed=0)
+    budget = TimeBudget(deadline=deadline, final_images=0, minutes=(deadline - time.time()) / 60)
+    t0 = time.time()
+    result = fit(resolve(overrides), data, run_dir=OUT / f"refit_{index:03d}", log=lambda _m: None, budget=budget)
+    done.put({"phase": "refit", "trial": index, "proc": rank, "config": overrides, "epochs_done": result.epochs_done,
+              "epochs_planned": result.config.epochs, "seconds": time.time() - t0,
+              "measured_img_s": result.config.measured_img_s, result.config.metric: result.best_metric})
+
+
+def drain(procs, done, show):
     results = []
     while any(p.is_alive() for p in procs) or not done.empty():
         try:
             results.append(done.get(timeout=1))
-            r = results[-1]
-            print(f"trial {r['trial']:3d} (proc {r['proc']}): {r['epochs_done']} epochs, "
-                  f"{r['train_images'] / r['seconds']:.0f} img/s, {r['split']} acc {r['test_accuracy']:.4f}"
-                  f" (tta {r['test_accuracy_tta']:.4f})", flush=True)
+            show(results[-1])
         except queue.Empty:
             pass
     for p in procs:
         p.join()
+    if any(p.exitcode for p in procs):
+        raise SystemExit("some worker failed; see the output above")
+    return results
+
+
+if __name__ == "__main__":
+    import numpy as np
+
+    from jobs.search_refit import EXPLORE_SHARE
+
+    ctx = mp.get_context("spawn")
+    t_start = time.time()
+    explore_deadline, refit_deadline = t_start + EXPLORE_SHARE * BUDGET_S, t_start + BUDGET_S - FINISH_S
+    todo, done = ctx.Queue(), ctx.Queue()
+    for i, c in enumerate(configs(PROCS if SMOKE else 64)):
+        todo.put((i, c))
+    procs = [ctx.Process(target=explore, args=(r, todo, done, explore_deadline)) for r in range(PROCS)]
+    for p in procs:
+        p.start()
+    explored = drain(procs, done, lambda r: print(
+        f"explore trial {r['trial']:3d} (proc {r['proc']}): {r['epochs_done']} epochs, "
+        f"{r['train_images'] / r['seconds']:.0f} img/s, val {r['val_macro_f1']:.4f}", flush=True))
+    explore_wall = time.time() - t_start
+    top = sorted(explored, key=lambda r: -r["val_macro_f1"])[:PROCS]  # chosen on validation, as the search does
+    procs = [ctx.Process(target=refit, args=(r, t["trial"], t["config"], refit_deadline, done))
+             for r, t in enumerate(top)]
+    for p in procs:
+        p.start()
+    refits = drain(procs, done, lambda r: print(
+        f"refit of trial {r['trial']:3d}: {r['epochs_done']}/{r['epochs_planned']} epochs at "
+        f"{r['measured_img_s']:.0f} img/s, val {r['val_macro_f1']:.4f}", flush=True))
+
+    from fer_core.data import load_data
+    from fer_core.evaluate import evaluate
+    from jobs.search_results import greedy_members
+
+    data = load_data(DATA, seed=0)
+    device = "cpu" if SMOKE else "cuda"
+    refits.sort(key=lambda r: -r["val_macro_f1"])
+    val_probs, test_probs = [], []
+    for r in refits:
+        run = OUT / f"refit_{r['trial']:03d}"
+        val_probs.append(evaluate(run, data, "val", device=device).probs)
+        ev = evaluate(run, data, tta=True, device=device)
+        test_probs.append(ev.probs)
+        r.update(test_accuracy=ev.report["accuracy"], test_accuracy_tta=ev.report.get("accuracy_tta"),
+                 split=ev.report["split"], n=ev.report["n"])
+    keep = greedy_members(val_probs, np.asarray(data.val.labels), "val_macro_f1")
+    labels = np.asarray(data.test.labels)
+    ensemble = {"members": [refits[i]["trial"] for i in keep],
+                "test_accuracy": float((np.mean([test_probs[i] for i in keep], 0).argmax(1) == labels).mean())}
     wall = time.time() - t_start
-    best = max(results, key=lambda r: r["val_macro_f1"], default=None)  # chosen on validation, as the search does
-    summary = {"data": DATA, "procs": PROCS, "model": MODEL, "epochs": EPOCHS, "wall_s": round(wall, 1),
-               "trials": len(results), "aggregate_train_img_s": round(sum(r["train_images"] for r in results) / wall),
-               "best": best, "results": results, "smoke": SMOKE}
+    summary = {"data": DATA, "procs": PROCS, "model": MODEL, "epochs": EPOCHS, "budget_s": BUDGET_S,
+               "explore_share": EXPLORE_SHARE, "wall_s": round(wall, 1), "explore_wall_s": round(explore_wall, 1),
+               "trials": len(explored),
+               "aggregate_train_img_s": round(sum(r["train_images"] for r in explored) / explore_wall),
+               "best": refits[0], "ensemble": ensemble, "results": explored + refits, "smoke": SMOKE}
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps({k: v for k, v in summary.items() if k != "results"}, indent=2, default=str))
-    if not results or any(p.exitcode for p in procs):
-        raise SystemExit("some worker failed; see the output above")
+
 PY
 "${PYTHON:-python}" "$PYFILE"
