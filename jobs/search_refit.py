@@ -55,14 +55,19 @@ def candidates(df: pd.DataFrame, count: int) -> pd.DataFrame:
     return pool.head(count) if len(pool) else df[df["trial"] == 0]
 
 
+# what only exploration uses: a refit trains on the whole training split, for as long as its budget plans
+EXPLORE_ONLY = ("train_subset", "epochs")
+
+
 def trial_configs(experiment_path: str, trials: list[int]) -> dict[str, dict[str, Any]]:
-    """{trial number: the config Tune gave it} for the chosen exploration trials."""
+    """{trial number: the config Tune gave it, less EXPLORE_ONLY} for the chosen exploration trials."""
     from ray.tune import ExperimentAnalysis
 
     from jobs.trainable import trial_index
 
     analysis = ExperimentAnalysis(experiment_path)
-    return {str(trial_index(t)): dict(t.config) for t in analysis.trials if trial_index(t) in trials}
+    return {str(trial_index(t)): {k: v for k, v in t.config.items() if k not in EXPLORE_ONLY}
+            for t in analysis.trials if trial_index(t) in trials}
 
 
 def finish_seconds(data: Any, config: dict[str, Any], members: int) -> float:
