@@ -176,7 +176,7 @@ def _explore_seconds(settings: dict[str, Any], space: SearchSpace, started: floa
     budget = settings["time_budget_min"]
     if not budget:
         return None
-    share = settings["explore_share"] if _refits(settings, space) else 1.0
+    share = settings.get("explore_share", EXPLORE_SHARE) if _refits(settings, space) else 1.0
     return max(1.0, share * budget * 60 - (time.time() - started))
 
 
