@@ -27,7 +27,7 @@ import pandas as pd
 
 from proc_cpu import ProcessCPU  # bench/ is on sys.path when run as a script
 from fer_core import runs
-from fer_core.faces import detect_faces
+from fer_core.faces import haar_faces
 from fer_core.temporal import iou
 from fer_core.video_settings import VideoSettings
 
@@ -63,7 +63,7 @@ def reference_boxes(clip: Path, sample_fps: float) -> dict[int, list]:
     """Full-size Haar on exactly the frames the job samples (by timestamp)."""
     from fer_core.video_frames import sample_frames
 
-    return {index: detect_faces(image) for index, _, image in sample_frames(clip, sample_fps)}
+    return {index: haar_faces(image) for index, _, image in sample_frames(clip, sample_fps)}
 
 
 def recall(clip: Path, frames: pd.DataFrame, sample_fps: float) -> tuple[int, int]:

@@ -79,7 +79,7 @@ class FaceFinder:
 
     def full(self, gray: np.ndarray) -> list[Box]:
         self.stats.full += 1
-        return faces.detect_faces(gray, self.scale_factor, self.min_neighbors, self.min_size)
+        return faces.haar_faces(gray, self.scale_factor, self.min_neighbors, self.min_size)
 
     def near(self, gray: np.ndarray, box: Box) -> Box | None:
         """The cascade in a window around `box`, restricted to nearby scales; the best overlapping hit."""
