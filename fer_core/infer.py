@@ -20,7 +20,7 @@ from torch import nn
 from fer_core import checkpoint as ckpt_io
 from fer_core import runs
 from fer_core.augment import to_input
-from fer_core.detector_settings import DEFAULT_DETECTOR, DETECTORS
+from fer_core.detector_settings import DEFAULT_DETECTOR, resolve_detector
 from fer_core.device import inference_mode_for, resolve_device
 from fer_core.labels import CLASSES
 
@@ -111,8 +111,8 @@ class Predictor:
         """`detector` finds the faces in whole images: "auto" (YuNet where installed, else Haar), "yunet" or
         "haar" (fer_core.faces.FaceDetector); it is made on the first image, so a Predictor that only
         classifies crops never loads one."""
-        if detector not in DETECTORS:
-            raise ValueError(f"unknown face detector '{detector}'; available: {', '.join(DETECTORS)}")
+        if detector != "auto":  # a bad name, or yunet without its package, fails here; auto never fails
+            resolve_detector(detector)
         self.path = Path(path)
         self.detector_name = detector
         self.device = resolve_device(device)
