@@ -192,3 +192,17 @@ def test_video_crops_at_the_models_img_size(model_64, tmp_path):
     # 48 px crops resized to 64 (the old fixed size) differ by ~1e-3 with this 1-epoch model: the check above
     # tells the two apart
     assert np.abs(got - probs(48)).max() > 20 * atol
+
+
+def test_auto_without_yunet_keys_as_haar(tmp_path):
+    """Without the YuNet wheel `--detector auto` is the haar finder, keyed exactly as a haar run (so earlier
+    outputs stay valid), with one notice."""
+    from test_faces import python_without_yunet
+
+    code = ("from fer_core.video_settings import VideoSettings\n"
+            "s = VideoSettings()\n"
+            "print(s.output_settings(), s.key_frame_interval)\n")
+    res = python_without_yunet(tmp_path, code)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str(VideoSettings(detector="haar").output_settings()) + " 20"
+    assert res.stderr.count("YuNet face detector unavailable") == 1, res.stderr
