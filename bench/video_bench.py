@@ -6,6 +6,7 @@
             sampled frame at half size), Ray start-up included, all outputs written
   ray-haar  the same job with --detector haar (Haar on key frames with windowed search between), in the
             same run, so the two see the same machine
+  ray-no-plots  (with --no-plots-too) the default job without timeline.png
 Faces: recall and precision (IoU >= 0.4) of each job's frames.parquet on the hand-labelled face set
 (tests/data/face_labels, bench/face_set_score.py) where it is present, and the share of full-size Haar
 boxes it matches (IoU >= 0.5, issue 6's figure). Where the time goes: worker seconds per step (decode,
@@ -162,6 +163,7 @@ def main() -> None:
     ap.add_argument("--sample-fps", type=float, default=VideoSettings.sample_fps)
     ap.add_argument("--out", default="bench/results/video.json")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--no-plots-too", action="store_true", help="also run the default job with --no-plots")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,6 +190,8 @@ def main() -> None:
         print(f"loop: {loop['seconds']:.1f} s, {loop['frames']} frames, {seconds_of_video / loop['seconds']:.1f}x real time")
 
         jobs = {"ray": {}, "ray-haar": {"detector": "haar"}}  # the job's own defaults but for these
+        if args.no_plots_too:
+            jobs["ray-no-plots"] = {"plots": False}
         results = {name: run_job(tmp / name, inputs, model, args.sample_fps, clips, args.copies, seconds_of_video,
                                  loop["seconds"], flags) for name, flags in jobs.items()}
     result = {
