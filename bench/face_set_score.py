@@ -237,11 +237,11 @@ def yunet(image: np.ndarray, scale: float = 1.0) -> list[tuple[int, int, int, in
 
 def haar(image: np.ndarray, scale: float = 1.0) -> list[tuple[int, int, int, int, int]]:
     """fertune's Haar boxes (scale factor 1.1, minNeighbors 5, min 30 px), score 100, at `scale` x size."""
-    from fer_core.faces import detect_faces
+    from fer_core.faces import haar_faces  # detect_faces() is YuNet where it is installed
 
     small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     return [(round(x / scale), round(y / scale), round(w / scale), round(h / scale), 100)
-            for x, y, w, h in detect_faces(small)]
+            for x, y, w, h in haar_faces(small)]
 
 
 DETECTORS = {"yunet": yunet, "haar": haar}

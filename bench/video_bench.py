@@ -1,12 +1,16 @@
-"""The `fertune video` benchmark (issue 6): the Ray Data job beside a plain sequential loop, same model.
+"""The `fertune video` benchmark (issues 6 and 13): the Ray Data job beside a plain sequential loop, same model.
 
   loop      the seed reports' way: decode every frame (read), full-size Haar on each sampled frame,
             classify that frame's faces (Predictor.predict_image), one video after another, one process
-  ray       `fertune video` itself (jobs.video.main): Ray start-up included, timestamp sampling, Haar on key
-            frames with windowed search between, an actor classifying whole videos, all outputs written
-Face recall: on the same sampled frames, the share of full-size Haar boxes the job's frames.parquet
-matches with IoU >= 0.5. Where the time goes: worker seconds per step (decode, detect, classify, write),
-and the CPU seconds each process used during the job (Ray's workers, its own processes, the driver).
+  ray       `fertune video` itself (jobs.video.main) with its defaults (--detector auto: YuNet on every
+            sampled frame at half size), Ray start-up included, all outputs written
+  ray-haar  the same job with --detector haar (Haar on key frames with windowed search between), in the
+            same run, so the two see the same machine
+  ray-no-plots  (with --no-plots-too) the default job without timeline.png
+Faces: recall and precision (IoU >= 0.4) of each job's frames.parquet on the hand-labelled face set
+(tests/data/face_labels, bench/face_set_score.py) where it is present, and the share of full-size Haar
+boxes it matches (IoU >= 0.5, issue 6's figure). Where the time goes: worker seconds per step (decode,
+detect, classify, write), and the CPU seconds each process used during each job.
 
   python bench/video_bench.py --model runs/train/exp --copies 20 --out bench/results/video.json
   python bench/video_bench.py --smoke                 # tiny model, 1 copy of one clip, no timing claims
@@ -27,19 +31,20 @@ import pandas as pd
 
 from proc_cpu import ProcessCPU  # bench/ is on sys.path when run as a script
 from fer_core import runs
-from fer_core.faces import detect_faces
+from fer_core.faces import haar_faces
 from fer_core.temporal import iou
 from fer_core.video_settings import VideoSettings
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = REPO.parent / "shared" / "data" / "video"
+LABELS = REPO / "tests" / "data" / "face_labels"
 
 
 def plain_loop(paths: list[Path], model: str, sample_fps: float) -> dict:
     """Decode every frame, sample by frame index, full-size Haar + classify; returns seconds and frames."""
     from fer_core.infer import Predictor
 
-    predictor = Predictor(model, device="cpu")
+    predictor = Predictor(model, device="cpu", detector="haar")
     start, frames, faces = time.perf_counter(), 0, 0
     for path in paths:
         cap = cv2.VideoCapture(str(path))
@@ -63,7 +68,7 @@ def reference_boxes(clip: Path, sample_fps: float) -> dict[int, list]:
     """Full-size Haar on exactly the frames the job samples (by timestamp)."""
     from fer_core.video_frames import sample_frames
 
-    return {index: detect_faces(image) for index, _, image in sample_frames(clip, sample_fps)}
+    return {index: haar_faces(image) for index, _, image in sample_frames(clip, sample_fps)}
 
 
 def recall(clip: Path, frames: pd.DataFrame, sample_fps: float) -> tuple[int, int]:
@@ -93,6 +98,63 @@ def tiny_model(folder: Path) -> str:
     return str(folder / "tiny")
 
 
+def cpu_flags() -> list[str]:
+    """Which of avx2 / avx512_bf16 the CPU has (what decides the model's precision and OpenCV's kernels)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    return [flag for flag in ("avx2", "avx512_bf16") if f" {flag}" in text]
+
+
+def run_job(folder: Path, inputs: Path, model: str, sample_fps: float, clips: list[Path], copies: int,
+            seconds_of_video: float, loop_seconds: float, flags: dict) -> dict:
+    """`fertune video` over `inputs` with `flags` (VideoSettings fields) over its defaults: wall time, real-time
+    factor, speed-up over the loop, face recall and precision, worker seconds per step, CPU by process."""
+    from jobs import video
+
+    out = folder / "out"
+    job_args = Namespace(inputs=[str(inputs)], model=model, out=str(out), sample_fps=sample_fps, address=None, **flags)
+    start = time.perf_counter()
+    with ProcessCPU() as cpu:
+        video.main(job_args)
+    seconds = time.perf_counter() - start
+    manifest = pd.read_parquet(out / runs.MANIFEST)
+    hit = wanted = 0
+    firsts = []
+    for clip in clips:  # every copy of a clip gives the same boxes; check one copy per clip
+        row = manifest[manifest.path.str.contains(f"/{clip.stem}_00")].iloc[0]
+        frames = pd.read_parquet(Path(row.out_dir) / runs.FRAMES)
+        h, w = recall(clip, frames, sample_fps)
+        hit, wanted = hit + h * copies, wanted + w * copies
+        firsts.append(frames.assign(video=clip.name))
+    labelled = {}
+    if (LABELS / "labels.csv").is_file():
+        from face_set_score import score  # bench/ is on sys.path when run as a script
+
+        labelled = score(pd.concat(firsts), LABELS)["iou0.4"]
+    steps = {}
+    for row in manifest.itertuples():
+        summary = json.loads((Path(row.out_dir) / runs.SUMMARY).read_text()) if row.status == "ok" else {}
+        timings = summary.get("timings", {})
+        for k in ("decode", "detect", "classify"):
+            steps[k] = steps.get(k, 0.0) + timings.get(k, 0.0)
+        if summary:  # what is left of the video's seconds after finding faces and classifying is writing
+            steps["write"] = steps.get("write", 0.0) + row.seconds - timings.get("find_total", 0.0) - timings.get(
+                "classify", 0.0)
+    result = {
+        "flags": flags, "seconds": round(seconds, 1), "x_realtime": round(seconds_of_video / seconds, 2),
+        "speedup_vs_loop": round(loop_seconds / seconds, 2),
+        "labelled_recall_iou40": labelled.get("recall"), "labelled_precision_iou40": labelled.get("precision"),
+        "face_recall_vs_full_haar_iou50": round(hit / wanted, 4) if wanted else None, "faces_full_haar": wanted,
+        "worker_seconds": {k: round(v, 1) for k, v in steps.items()},
+        "statuses": manifest.status.value_counts().to_dict(),
+        "cpu_seconds_by_process": cpu.by_role(),
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "cpu_seconds_by_process"}), flush=True)
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model")
@@ -101,8 +163,8 @@ def main() -> None:
     ap.add_argument("--sample-fps", type=float, default=VideoSettings.sample_fps)
     ap.add_argument("--out", default="bench/results/video.json")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--no-plots-too", action="store_true", help="also run the default job with --no-plots")
     args = ap.parse_args()
-    from jobs import video
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -127,38 +189,18 @@ def main() -> None:
         loop = plain_loop(paths, model, args.sample_fps)
         print(f"loop: {loop['seconds']:.1f} s, {loop['frames']} frames, {seconds_of_video / loop['seconds']:.1f}x real time")
 
-        out = tmp / "out"
-        # the job's own defaults (VideoSettings) for every setting but --sample-fps
-        job_args = Namespace(inputs=[str(inputs)], model=model, out=str(out), sample_fps=args.sample_fps, address=None)
-        start = time.perf_counter()
-        with ProcessCPU() as cpu:
-            video.main(job_args)
-        ray_seconds = time.perf_counter() - start
-        manifest = pd.read_parquet(out / runs.MANIFEST)
-        hit = wanted = 0
-        for clip in clips:  # every copy of a clip gives the same boxes; check one copy per clip
-            row = manifest[manifest.path.str.contains(f"/{clip.stem}_00")].iloc[0]
-            h, w = recall(clip, pd.read_parquet(Path(row.out_dir) / runs.FRAMES), args.sample_fps)
-            hit, wanted = hit + h * args.copies, wanted + w * args.copies
-        steps = {}
-        for row in manifest.itertuples():
-            summary = json.loads((Path(row.out_dir) / runs.SUMMARY).read_text()) if row.status == "ok" else {}
-            timings = summary.get("timings", {})
-            for k in ("decode", "detect", "classify"):
-                steps[k] = steps.get(k, 0.0) + timings.get(k, 0.0)
-            if summary:  # what is left of the video's seconds after finding faces and classifying is writing
-                steps["write"] = steps.get("write", 0.0) + row.seconds - timings.get("find_total", 0.0) - timings.get(
-                    "classify", 0.0)
+        jobs = {"ray": {}, "ray-haar": {"detector": "haar"}}  # the job's own defaults but for these
+        if args.no_plots_too:
+            jobs["ray-no-plots"] = {"plots": False}
+        results = {name: run_job(tmp / name, inputs, model, args.sample_fps, clips, args.copies, seconds_of_video,
+                                 loop["seconds"], flags) for name, flags in jobs.items()}
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                   f"{' '.join(cpu_flags()) or 'no avx2'}",
         "files": len(paths), "video_seconds": round(seconds_of_video, 1), "sample_fps": args.sample_fps,
         "loop_seconds": round(loop["seconds"], 1), "loop_x_realtime": round(seconds_of_video / loop["seconds"], 2),
-        "ray_seconds": round(ray_seconds, 1), "ray_x_realtime": round(seconds_of_video / ray_seconds, 2),
-        "speedup_vs_loop": round(loop["seconds"] / ray_seconds, 2),
-        "face_recall_iou50": round(hit / wanted, 4) if wanted else None, "faces_full_haar": wanted,
-        "worker_seconds": {k: round(v, 1) for k, v in steps.items()},
-        "statuses": manifest.status.value_counts().to_dict(),
-        "cpu_seconds_by_process": cpu.by_role(),
+        **results,
+        "default_vs_haar_job": round(results["ray-haar"]["seconds"] / results["ray"]["seconds"], 2),
     }
     print(json.dumps(result, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

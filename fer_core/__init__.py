@@ -5,13 +5,13 @@ both that and that fer_core has no import cycle):
 
 | layer | modules |
 |---|---|
-| contracts | `labels` (the 7 classes), `bundled` (models shipped in the package), `runs` (run folders and every run-file name), `settings` (settings dataclasses as CLI flags), `video_settings` (`fertune video`'s settings and defaults), `stop` (SIGTERM as Ctrl-C) |
+| contracts | `labels` (the 7 classes), `bundled` (models shipped in the package), `runs` (run folders and every run-file name), `settings` (settings dataclasses as CLI flags), `video_settings` (`fertune video`'s settings and defaults), `detector_settings` (face detectors: choices, constants, loading YuNet, what `auto` is), `stop` (SIGTERM as Ctrl-C) |
 | data | `dataset` (Split, FerData, split names), `images` (the one decode rule), `readers` (Parquet, CSV, folders), `data` (load_data), `synthetic`, `synthetic_scenes`, `ferplus` |
 | models | `config` (TrainConfig, the one source of training defaults), `models/` (registry, presets, families) |
 | compute | `augment`, `checkpoint`, `device` (where and in what precision), `metrics` |
-| inference | `faces` (detection and crops), `infer` (Predictor), `evaluate` (the one evaluation path) |
+| inference | `yunet` (YuNet boxes), `faces` (detection and crops), `infer` (Predictor), `evaluate` (the one evaluation path) |
 | training | `losses`, `sampling`, `budget` (epochs that fit a time budget), `train` (fit) |
-| video | `video_frames`, `face_finder`, `temporal` |
+| video | `video_frames`, `face_finder`, `shots` (shot cuts), `temporal` |
 """
 from pathlib import Path
 

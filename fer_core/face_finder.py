@@ -1,4 +1,9 @@
-"""Haar face boxes for a stream of video frames at a fraction of full-frame Haar's cost.
+"""Face boxes for a stream of video frames: `finder_for(settings)` picks the finder `fertune video` runs.
+
+YuNet (`EveryFrame`) runs on every sampled frame: at half size it costs less than the key-frame scheme
+below costs Haar, and finds more (docs/video.md "Speed"), so it needs no tracking between detections.
+
+Haar (`FaceFinder`) gets its boxes at a fraction of full-frame Haar's cost:
 
 A full-frame Haar pass is the expensive step of video analysis (60-90 ms for a 640x360 frame on one
 core; decoding is cheap). `FaceFinder` runs it only on key frames and, in between, searches a small
@@ -13,7 +18,7 @@ settled them, and `finish` settles the rest.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -79,7 +84,7 @@ class FaceFinder:
 
     def full(self, gray: np.ndarray) -> list[Box]:
         self.stats.full += 1
-        return faces.detect_faces(gray, self.scale_factor, self.min_neighbors, self.min_size)
+        return faces.haar_faces(gray, self.scale_factor, self.min_neighbors, self.min_size)
 
     def near(self, gray: np.ndarray, box: Box) -> Box | None:
         """The cascade in a window around `box`, restricted to nearby scales; the best overlapping hit."""
@@ -182,3 +187,30 @@ class FaceFinder:
     def _settle(self) -> list[tuple[Any, np.ndarray, list[Box]]]:
         done, self._held = self._held, []
         return [(h.item, h.gray, faces.largest_first(h.boxes)) for h in done]
+
+
+@dataclass
+class EveryFrame:
+    """The detector's full pass on every sampled frame, settled at once: the finder for YuNet."""
+    detector: faces.FaceDetector
+    stats: FinderStats = field(default_factory=FinderStats)
+
+    def push(self, image: np.ndarray, item: Any = None) -> list[tuple[Any, np.ndarray, list[Box]]]:
+        """As FaceFinder.push; `image` must be the colour frame (YuNet loses faces in gray)."""
+        self.stats.frames += 1
+        self.stats.full += 1
+        return [(item, faces.to_gray(image), self.detector.detect(image))]
+
+    def finish(self) -> list[tuple[Any, np.ndarray, list[Box]]]:
+        return []
+
+    def find_all(self, images: Iterable[np.ndarray]) -> list[list[Box]]:
+        return [boxes for image in images for _, _, boxes in self.push(image)]
+
+
+def finder_for(settings: Mapping[str, Any]) -> FaceFinder | EveryFrame:
+    """The finder that `fertune video`'s resolved settings (VideoSettings.resolved()) name."""
+    if settings["detector"] == "yunet":
+        return EveryFrame(faces.FaceDetector("yunet", min_score=settings["face_score"], scale=settings["detect_scale"],
+                                             min_size=settings["min_face"]))
+    return FaceFinder(detect_every=settings["detect_every"], min_size=settings["min_face"])

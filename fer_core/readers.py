@@ -35,7 +35,7 @@ class ReadPlan:
     classes: dict[str, str] | None = None       # extra label names (--classes)
     slots: tuple[str, ...] | None = None        # the split slots to read; None: all
     unsplit: str = "train"                      # the slot of a source without splits
-    crop: Crop | None = None                    # full-size gray -> face crop, in place of the resize
+    crop: Crop | None = None                    # full-size image -> gray face crop, in place of the resize
 
 
 @dataclass

@@ -53,13 +53,19 @@ class Tracker:
 
     A box continues the track whose last box overlaps it most (IoU >= iou_min) or, for a fast move,
     whose centre lies within `near` x the face size with a similar size; a track unseen for more than
-    `max_gap_s` seconds is closed, so a face that leaves and comes back later gets a new id.
+    `max_gap_s` seconds is closed, so a face that leaves and comes back later gets a new id. While a
+    track is unseen, its box moves with the camera: as the faces seen in both frames moved together
+    (`camera_motion`: a pan or a zoom), so a face missed for a few frames during a zoom is still where
+    its track expects it when it is found again. A shot cut
+    (a new `shot` number, fer_core.shots) closes every track: the face at the same place after a cut is
+    most often someone else, and ids are not meant to survive cuts (there is no re-identification).
     """
     iou_min: float = 0.3
     near: float = 0.6
     max_gap_s: float = 2.0
     tracks: list[_Track] = field(default_factory=list)
     next_id: int = 0
+    shot: int | None = None
 
     def _score(self, track: _Track, box: Box) -> float:
         overlap = iou(track.box, box)
@@ -73,26 +79,55 @@ class Tracker:
             return 0.01 + 0.1 * (1 - dist / (self.near * max(tw, th)))  # below any real overlap
         return 0.0
 
-    def update(self, t: float, boxes: Sequence[Box]) -> list[int]:
-        """Face ids for `boxes` seen at time `t` (seconds), in the order given."""
+    def update(self, t: float, boxes: Sequence[Box], shot: int | None = None) -> list[int]:
+        """Face ids for `boxes` seen at time `t` (seconds), in the order given, in shot number `shot`."""
+        if shot is not None and shot != self.shot:
+            self.tracks, self.shot = [], shot
         live = [tr for tr in self.tracks if t - tr.last_t <= self.max_gap_s]
         self.tracks = live
         pairs = sorted(((self._score(tr, b), ti, bi) for ti, tr in enumerate(live) for bi, b in enumerate(boxes)),
                        reverse=True)
         ids: list[int | None] = [None] * len(boxes)
         used: set[int] = set()
+        moves: list[tuple[Box, Box]] = []
         for score, ti, bi in pairs:
             if score <= 0 or ti in used or ids[bi] is not None:
                 continue
             used.add(ti)
             ids[bi] = live[ti].face_id
+            moves.append((live[ti].box, tuple(boxes[bi])))
             live[ti].box, live[ti].last_t = tuple(boxes[bi]), t
+        motion = camera_motion(moves)
+        if motion is not None:
+            for ti, track in enumerate(live):
+                if ti not in used:
+                    track.box = moved(track.box, *motion)
         for bi, box in enumerate(boxes):
             if ids[bi] is None:
                 ids[bi] = self.next_id
                 self.tracks.append(_Track(self.next_id, tuple(box), t))
                 self.next_id += 1
         return [int(i) for i in ids]
+
+
+def camera_motion(moves: Sequence[tuple[Box, Box]], min_faces: int = 2) -> tuple[float, float, float] | None:
+    """(s, tx, ty) such that a face centre c moved to s * c + (tx, ty) between two frames, as the faces in
+    `moves` (pairs of boxes) moved together: a pan or a zoom. Medians, so one face moving on its own does
+    not count; None with fewer than `min_faces` faces (one face cannot tell the camera from the person)."""
+    if len(moves) < min_faces:
+        return None
+    old = np.array([a for a, _ in moves], np.float64)
+    new = np.array([b for _, b in moves], np.float64)
+    scale = float(np.clip(np.median(new[:, 2:].max(1) / np.maximum(old[:, 2:].max(1), 1)), 0.8, 1.25))
+    shift = np.median(new[:, :2] + new[:, 2:] / 2 - scale * (old[:, :2] + old[:, 2:] / 2), axis=0)
+    return scale, float(shift[0]), float(shift[1])
+
+
+def moved(box: Box, scale: float, tx: float, ty: float) -> Box:
+    """`box` carried along by camera_motion's (s, tx, ty)."""
+    x, y, w, h = box
+    cx, cy, w2, h2 = scale * (x + w / 2) + tx, scale * (y + h / 2) + ty, scale * w, scale * h
+    return int(round(cx - w2 / 2)), int(round(cy - h2 / 2)), max(1, int(round(w2))), max(1, int(round(h2)))
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:

@@ -3,21 +3,22 @@
 Pure OpenCV + numpy (no Ray), so the Ray Data job, the plain sequential baseline and the GPU script
 (which has no Ray) run exactly the same per-frame code.
 
-Speed: the Haar cascade over the whole frame is the cost (decoding is cheap); `fer_core.face_finder`
-runs it only on key frames.
+Speed: face detection is the cost (decoding is cheap): YuNet runs at half size on every sampled frame,
+the Haar cascade only on key frames (fer_core.face_finder).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import cv2
 import numpy as np
 
 from fer_core import faces
-from fer_core.face_finder import FaceFinder, FinderStats
+from fer_core.face_finder import FinderStats, finder_for
+from fer_core.shots import ShotCuts
 from fer_core.temporal import Box
 from fer_core.video_settings import VideoSettings
 
@@ -191,21 +192,24 @@ class Cancelled(Exception):
     """Raised by `find_faces_in_video` when its `cancelled` callable says to stop."""
 
 
-def find_faces_in_video(path: str | Path, sample_fps: float = VideoSettings.sample_fps,
-                        detect_every: int = FaceFinder.detect_every, min_size: int = VideoSettings.min_face, *,
-                        crop_size: int, cancelled: Callable[[], bool] | None = None) -> VideoFaces:
+def find_faces_in_video(path: str | Path, settings: Mapping[str, Any] | None = None, *, crop_size: int,
+                        cancelled: Callable[[], bool] | None = None) -> VideoFaces:
     """Sample `path` by timestamp, find and track faces, cut `crop_size` px crops (the model's img_size: the
     crops are cut from the full frame, not resized from smaller ones). ValueError when undecodable.
 
-    `cancelled` (optional) is asked before each sampled frame; when it returns True the work stops with
-    `Cancelled` (the caller is gone, so finishing the video would only waste the cores).
+    `settings` are VideoSettings.resolved() (default: VideoSettings()'s): sampling, detector, crop margin.
+    Tracks end at shot cuts (fer_core.shots). `cancelled` (optional) is asked before each sampled frame;
+    when it returns True the work stops with `Cancelled` (the caller is gone, so finishing the video would
+    only waste the cores).
     """
     import time
 
     from fer_core.temporal import Tracker
 
+    settings = VideoSettings().resolved() if settings is None else settings
     info = VideoInfo()
-    finder = FaceFinder(detect_every=detect_every, min_size=min_size)
+    finder = finder_for(settings)
+    cuts = ShotCuts()
     tracker = Tracker()
     rows: list[tuple[int, float, int, Box]] = []
     crops: list[np.ndarray] = []
@@ -213,21 +217,19 @@ def find_faces_in_video(path: str | Path, sample_fps: float = VideoSettings.samp
     sampled = 0
 
     def keep(settled) -> None:
-        for (index, t), gray, boxes in settled:
-            for face_id, box in zip(tracker.update(t, boxes), boxes):
+        for (index, t, shot), gray, boxes in settled:
+            for face_id, box in zip(tracker.update(t, boxes, shot), boxes):
                 rows.append((index, t, face_id, box))
-                crops.append(faces.crop_face(gray, box, crop_size))
+                crops.append(faces.crop_face(gray, box, crop_size, settings["crop_margin"]))
 
     clock = time.perf_counter()
-    for index, t, image in sample_frames(path, sample_fps, info):
+    for index, t, image in sample_frames(path, settings["sample_fps"], info):
         if cancelled is not None and cancelled():
             raise Cancelled(f"cancelled while decoding {path}")
-        now = time.perf_counter()
-        gray = faces.to_gray(image)
-        decode += now - clock + (time.perf_counter() - now)
+        decode += time.perf_counter() - clock
         now = time.perf_counter()
         sampled += 1
-        keep(finder.push(gray, (index, t)))
+        keep(finder.push(image, (index, t, cuts.shot(image))))
         clock = time.perf_counter()
         detect += clock - now
     decode += time.perf_counter() - clock  # the grabs after the last sampled frame

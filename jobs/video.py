@@ -159,7 +159,7 @@ def main(args) -> int:
     out = Path(args.out)
     # Flags left out are None in `args`: VideoSettings' defaults apply. A bad value fails here, naming the flag.
     video_settings = from_namespace(VideoSettings, args)
-    settings = video_settings.output_settings()
+    settings = video_settings.output_settings()  # the key's part; resolves --detector auto (a notice if to haar)
     model_sig = model_signature(args.model)  # FileNotFoundError names the accepted --model forms
     paths = expand_inputs(args.inputs)
     if not paths:
@@ -200,7 +200,7 @@ def main(args) -> int:
 
     # Crops are cut at the model's input size in the decoders, which never load the model; the size is
     # the model's, so the model's part of the key already covers it.
-    job_settings = {**settings, "model": args.model, "model_path": absolute_model_path(args.model),
+    job_settings = {**video_settings.resolved(), "model": args.model, "model_path": absolute_model_path(args.model),
                     "crop_size": input_size(args.model)}
     wall = video_pipeline.run(tasks, job_settings, video_settings.batch_size, video_settings.gpus_per_worker,
                               args.address, on_result)

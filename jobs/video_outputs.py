@@ -94,6 +94,8 @@ def write_video_outputs(out_dir: str | Path, frames: pd.DataFrame, summary: dict
         note = plot_timeline(frames, out_dir / runs.TIMELINE, summary.get("video", out_dir.name))
         if note:
             notes.append(note)
+    elif not plot:  # --no-plots: a timeline left by an earlier run would show other outputs than these
+        (out_dir / runs.TIMELINE).unlink(missing_ok=True)
     summary["notes"] = notes
     runs.atomic_write_text(out_dir / runs.SUMMARY, json.dumps(summary, indent=1))
     return summary

@@ -1,7 +1,8 @@
 """The Ray Data pipeline of `fertune video`: one row per video through three stages.
 
-  find faces   (tasks, one per video, in parallel)  decode with timestamp sampling, Haar on key frames
-               plus windowed search between them, tracks, crops at the model's input size
+  find faces   (tasks, one per video, in parallel)  decode with timestamp sampling, YuNet on every sampled
+               frame (or Haar on key frames plus windowed search between them), tracks that end
+               at shot cuts, crops at the model's input size
   classify     (an actor pool; on GPU when --gpus-per-worker > 0) all crops of a video in batches
   write        (an actor pool) smoothing, deltas, segments, summary, timeline; summary.json last
 
@@ -122,8 +123,7 @@ def find_faces_row(row: dict[str, Any], settings: dict[str, Any], watch: DriverW
     row = {**row, "status": "ok", "reason": "", "payload": b"", "probs": b"", "info": "{}", "timings": "{}",
            "frames": 0, "faces": 0}
     try:
-        found = find_faces_in_video(row["path"], settings["sample_fps"], settings["detect_every"],
-                                    settings["min_face"], crop_size=settings["crop_size"],
+        found = find_faces_in_video(row["path"], settings, crop_size=settings["crop_size"],
                                     cancelled=watch.gone if watch is not None else None)
     except Cancelled as err:
         raise DriverGone(str(err)) from None
@@ -205,7 +205,8 @@ def write_row(row: dict[str, Any], settings: dict[str, Any], watch: DriverWatch 
                    "duration": info["duration"], "frames_sampled": info["frames_sampled"],
                    "full_detections": info["full_detections"], "window_searches": info["window_searches"],
                    "timings": {k: round(v, 3) for k, v in timings.items()}}
-        summary = write_video_outputs(row["out_dir"], frames, summary, 1.0 / settings["sample_fps"])
+        summary = write_video_outputs(row["out_dir"], frames, summary, 1.0 / settings["sample_fps"],
+                                      plot=settings.get("plots", True))
         slim["faces"] = summary["faces"]
     except Exception as err:
         slim.update(status="failed", reason=f"error while writing outputs: {type(err).__name__}: {err}",
@@ -223,9 +224,10 @@ class Writer:
     """
 
     def __init__(self, settings: dict[str, Any], watch: DriverWatch | None = None):
-        import matplotlib.figure  # noqa: F401  (imported once here, not in the first video's time)
-
         import jobs.video_outputs  # noqa: F401
+
+        if settings.get("plots", True):
+            import matplotlib.figure  # noqa: F401  (imported once here, not in the first video's time)
 
         self.settings, self.watch = settings, watch
 

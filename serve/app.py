@@ -48,7 +48,7 @@ from serve.settings import ServeSettings, exposure_warning, settings_from_dict
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULTS = defaults(ServeSettings)
 # Images up to this many pixels are decoded and cropped on the event loop (tens of microseconds);
-# larger ones go to a worker thread so a 20 MP photo's Haar pass does not stall the other requests.
+# larger ones go to a worker thread so a 20 MP photo's face detection does not stall the other requests.
 INLINE_PIXELS = 256 * 256
 # A lone request with this few crops is classified on the event loop (a few ms), not through the batch
 # queue and a worker thread: nothing else is waiting, so those hand-offs would be pure cost.
@@ -65,7 +65,7 @@ class FerServer:
 
         self.s = ServeSettings(**settings)
         torch.set_num_threads(max(1, int(self.s.num_cpus)))
-        self.predictor = Predictor(self.s.model, device=self.s.device)
+        self.predictor = Predictor(self.s.model, device=self.s.device, detector=self.s.detector)
         self.limits = self.s.limits
         self.wait_s = self.s.batch_wait_ms / 1000
         self._classify.set_max_batch_size(self.s.max_batch_size)
@@ -110,7 +110,7 @@ class FerServer:
         for i, data in enumerate(images):
             try:
                 _, w, h = image_size(data) if data else ("", 0, 0)
-                args = (data, faces, self.limits, self.predictor.img_size)
+                args = (data, faces, self.limits, self.predictor.img_size, self.predictor.detector)
                 prepared.append(prepare(*args) if w * h <= INLINE_PIXELS else await asyncio.to_thread(prepare, *args))
             except RequestError as err:
                 if len(images) > 1:
@@ -176,6 +176,7 @@ class FerServer:
         info["batching"] = {"max_batch_size": self.s.max_batch_size, "batch_wait_ms": self.s.batch_wait_ms,
                             **self.stats}
         info["limits"] = asdict(self.limits)
+        info["detector"] = self.predictor.detector.name
         info["replica"] = {"pid": os.getpid(), "torch_threads": torch.get_num_threads(),
                            "device": str(self.predictor.device)}
         return info

