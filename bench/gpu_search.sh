@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ "$SMOKE" = 1 ]; then
-  DATA="${DATA:-demo}"; PROCS=2; MINUTES=1.5; EPOCHS=1; MODEL=cnn_small
+  DATA="${DATA:-demo}"; PROCS=2; MINUTES=1; EPOCHS=1; MODEL=cnn_small
 fi
 [ -n "$DATA" ] || { echo "bench/gpu_search.sh: pass --data path/to/fer2013.parquet (or --smoke)" >&2; exit 2; }
 source bench/_gpu_env.sh && gpu_env gpu_search
@@ -41,7 +41,7 @@ SMOKE = os.environ["SMOKE"] == "1"
 DATA, OUT = os.environ["DATA"], Path(os.environ["OUT_DIR"])
 PROCS, EPOCHS, MODEL = int(os.environ["PROCS"]), int(os.environ["EPOCHS"]), os.environ["MODEL"]
 BUDGET_S = float(os.environ["MINUTES"]) * 60
-FINISH_S = 20.0 if SMOKE else 45.0  # the closing evaluations: each refit on val and test, the ensemble
+FINISH_S = 10.0 if SMOKE else 45.0  # the closing evaluations: each refit on val and test, the ensemble
 
 
 def configs(n, seed=0):

@@ -22,6 +22,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 source bench/_gpu_env.sh && gpu_env gpu_video
+# The detector workers are forked from a process that has run torch (libgomp's thread pool): a forked child
+# that then runs YuNet's OpenMP code hangs in libgomp unless the pool is one passive thread (seen: the smoke
+# run hung for 300 s; 8 s with these). fertune video's Ray workers are fresh processes and need none of this.
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE  # set, not defaulted: a caller's 2 threads hang it too
 "${PYTHON:-python}" - "$CLIPS" "$MODEL" "$COPIES" "$SMOKE" "$OUT_DIR" <<'PY'
 import json, os, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
