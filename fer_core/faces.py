@@ -33,6 +33,8 @@ CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # cv2.CascadeClassifier.detectMultiScale is not safe to call on one object from several threads
 # (Serve replicas and video workers use thread pools), so each thread loads its own copy, once.
 _local = threading.local()
+
+
 @dataclass(frozen=True)
 class FaceDetector:
     """Boxes of the faces in an image, largest first, with one detector and its settings.

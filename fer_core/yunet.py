@@ -21,6 +21,7 @@ __all__ = ["Scored", "available", "detect", "load", "why_unavailable"]
 
 Scored = tuple[tuple[int, int, int, int], float]  # (x, y, w, h), score 0-1
 
+
 def detect(image: np.ndarray, min_score: float = YUNET_MIN_SCORE, scale: float | None = None) -> list[Scored]:
     """YuNet's faces in a BGR, BGRA or gray uint8 image: ((x, y, w, h), score) in full-image pixels, clipped
     to the image, score >= min_score.
@@ -41,13 +42,13 @@ def detect(image: np.ndarray, min_score: float = YUNET_MIN_SCORE, scale: float |
         scale = min(1.0, YUNET_MAX_SIDE / max(height, width))
     if not 0 < scale <= 1:
         raise ValueError(f"YuNet's input scale must be in (0, 1], got {scale}")
-    if image.ndim == 2 or image.shape[2] == 1:
-        rgb = cv2.cvtColor(image.reshape(height, width), cv2.COLOR_GRAY2RGB)
-    else:
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    if scale < 1:
+    gray = image.ndim == 2 or image.shape[2] == 1
+    small = image.reshape(height, width) if gray else image
+    if scale < 1:  # shrink first: the colour conversion then touches fewer pixels
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
+    code = cv2.COLOR_GRAY2RGB if gray else cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    rgb = cv2.cvtColor(small, code)
     sx, sy = width / rgb.shape[1], height / rgb.shape[0]
     out: list[Scored] = []
     # c_detectRGB is detectRGB without its size warning, which would repeat on every frame of a large video

@@ -169,6 +169,28 @@ print(len(os.listdir('/proc/self/task')) - threads, os.environ.get('OMP_NUM_THRE
     assert user.stdout.split()[1:] == ["2", "None"]
 
 
+@needs_yunet
+def test_yunet_in_a_process_forked_after_torch_ran_does_not_hang():
+    """torch's libgomp is global; YuNet must not run on it (a forked child would wait forever on the pool torch
+    started in the parent: bench/gpu_video.sh's process pool after training did)."""
+    code = """
+import os, numpy as np, torch
+torch.set_num_threads(2)
+torch.ones(1000, 1000) @ torch.ones(1000, 1000)  # torch's OpenMP pool is running now
+from fer_core import yunet
+pid = os.fork()
+if pid == 0:
+    import signal
+    signal.alarm(30)  # a hung child dies by SIGALRM (exit code -14) instead of outliving the test
+    yunet.detect(np.zeros((180, 320, 3), np.uint8))
+    os._exit(7)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0 and done.stdout.strip() == "7", done.stderr
+
+
 def test_auto_falls_back_to_haar_with_one_notice(tmp_path):
     code = """
 import numpy as np
