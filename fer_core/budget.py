@@ -37,7 +37,6 @@ class TimeBudget:
     step_seconds: float = 0.0     # the plan: seconds per training step
     val_seconds: float = 0.0      # the plan: seconds per validation pass
     final_seconds: float = 0.0    # the plan: seconds of the closing evaluation
-    replans: int = 0              # times the pace was more than DRIFT off the plan
 
     @classmethod
     def starting_now(cls, minutes: float, final_images: int, started: float | None = None) -> TimeBudget:
@@ -70,7 +69,6 @@ class TimeBudget:
         `step_seconds` a step and `val_seconds` its validation. At least a closing epoch's steps."""
         epoch_seconds = steps_per_epoch * step_seconds + val_seconds
         replan = abs(epoch_seconds / self.epoch_seconds - 1) > DRIFT
-        self.replans += replan
         # the closing evaluation scores images at the validation's pace
         self.final_seconds = FIXED_SECONDS + (self.final_seconds - FIXED_SECONDS) * val_seconds / self.val_seconds
         self.step_seconds, self.val_seconds, self.epoch_seconds = step_seconds, val_seconds, epoch_seconds

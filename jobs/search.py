@@ -211,13 +211,20 @@ def _tuner(settings: dict[str, Any], space: SearchSpace, trainable: Any, folder:
                                   max_concurrent_trials=settings["max_concurrent"],
                                   time_budget_s=_explore_seconds(settings, space, started),
                                   trial_dirname_creator=trial_dirname, trial_name_creator=trial_name)
-    run_config = tune.RunConfig(
-        name=settings["experiment"], storage_path=settings["storage"], verbose=0, callbacks=callbacks,
+    return tune.Tuner(trainable, tune_config=tune_config,
+                      run_config=run_config(settings, space, settings["experiment"], callbacks))
+
+
+def run_config(settings: dict[str, Any], space: SearchSpace, name: str, callbacks: list[Any]):
+    """Tune's RunConfig for the search's experiments (exploration and refit): storage, restarts, checkpoints."""
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name, storage_path=settings["storage"], verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=DEFAULTS["keep_checkpoints"],
                                                 checkpoint_score_attribute=space.metric,
                                                 checkpoint_score_order=space.mode))
-    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
 # -------------------------------------------------------------------------------------------- commands

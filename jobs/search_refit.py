@@ -133,7 +133,7 @@ def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: P
     """
     from ray import tune
 
-    from jobs.search import DEFAULTS
+    from jobs.search import run_config
     from jobs.search_progress import Progress
     from jobs.search_results import collect_results
     from jobs.trainable import trial_dirname, trial_name
@@ -148,7 +148,7 @@ def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: P
     else:
         chosen = candidates(explore, settings.get("refit") or slots(settings, gpus_per_trial))
         if chosen.empty:
-            print("refit: no exploration trial finished an epoch; nothing to refit")
+            print("refit: no exploration trial started; nothing to refit")
             return None
         trials = [int(t) for t in chosen["trial"]]
         configs = trial_configs(experiment_path, trials)
@@ -166,12 +166,6 @@ def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: P
             make_trainable(plan), param_space={"refit_of": tune.grid_search(trials)},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=settings["max_concurrent"],
                                         trial_dirname_creator=trial_dirname, trial_name_creator=trial_name),
-            run_config=tune.RunConfig(
-                name=Path(path).name, storage_path=settings["storage"], verbose=0,
-                callbacks=[Progress(space.metric, space.mode, len(trials))],
-                failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=DEFAULTS["keep_checkpoints"],
-                                                        checkpoint_score_attribute=space.metric,
-                                                        checkpoint_score_order=space.mode)))
+            run_config=run_config(settings, space, Path(path).name, [Progress(space.metric, space.mode, len(trials))]))
     tuner.fit()
     return collect_results(path, space)
