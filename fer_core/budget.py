@@ -5,8 +5,10 @@ it holds on any CPU or GPU: the time left, less the closing evaluation and a mar
 (training + validation) and then, with what remains, part of one more (its training steps + its
 validation). The plan is a number of optimizer steps, the learning-rate schedule is laid over them, and
 the last epoch may be partial: an epoch of FER2013 is minutes on 2 cores, too coarse a unit for a budget.
-At the start of every later epoch the steps still to take are counted again at the pace of the last full
-epoch, so drift of any size moves the schedule's tail instead of overrunning or wasting the budget; a pace more
+At the start of every later epoch the steps still to take are counted again at the median pace of the last
+`PACE_EPOCHS` full epochs, so drift of any size moves the schedule's tail instead of overrunning or wasting the
+budget, while one epoch slowed by a passing load does not cut the plan (seen on a shared 2-core machine: one
+epoch at 1.4x the others' time, from the last epoch's pace alone, cut 9 planned epochs to 7); an epoch more
 than `DRIFT` off the plan is logged as a re-plan. When no step fits any more, a short closing epoch
 (`CLOSING_FRACTION` of an epoch) still ends the schedule: a run cut off mid-schedule keeps a learning rate
 far above its floor, which costs more accuracy than the seconds it saves.
@@ -14,11 +16,13 @@ far above its floor, which costs more accuracy than the seconds it saves.
 from __future__ import annotations
 
 import math
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DRIFT = 0.15          # an epoch this far off the plan is reported as a re-plan (the tail is re-sized anyway)
 CLOSING_FRACTION = 0.05  # of an epoch: the closing epoch's length when the budget has no step left
+PACE_EPOCHS = 3       # the tail is sized at the median pace of this many last full epochs
 MARGIN = 0.02         # of the budget kept free: timing noise, the last checkpoint write, process exit
 FIXED_SECONDS = 1.0   # the closing evaluation's model load, report and file writes (measured: under 1 s)
 PROBE_STEPS = 30      # training steps timed before planning (after WARM_STEPS untimed ones)
@@ -37,6 +41,7 @@ class TimeBudget:
     step_seconds: float = 0.0     # the plan: seconds per training step
     val_seconds: float = 0.0      # the plan: seconds per validation pass
     final_seconds: float = 0.0    # the plan: seconds of the closing evaluation
+    paces: list[tuple[float, float]] = field(default_factory=list)  # (step, validation) seconds of full epochs
 
     @classmethod
     def starting_now(cls, minutes: float, final_images: int, started: float | None = None) -> TimeBudget:
@@ -65,10 +70,15 @@ class TimeBudget:
         return whole * steps_per_epoch + part
 
     def resize(self, step_seconds: float, val_seconds: float, steps_per_epoch: int) -> tuple[int, bool]:
-        """(training steps still to take, whether this is a re-plan) at the pace of the last full epoch:
-        `step_seconds` a step and `val_seconds` its validation. At least a closing epoch's steps."""
+        """(training steps still to take, whether the last full epoch, `step_seconds` a step and `val_seconds`
+        its validation, was a re-plan's drift off the plan), at the median pace of the last PACE_EPOCHS full
+        epochs. At least a closing epoch's steps."""
+        replan = abs((steps_per_epoch * step_seconds + val_seconds) / self.epoch_seconds - 1) > DRIFT
+        self.paces.append((step_seconds, val_seconds))
+        recent = self.paces[-PACE_EPOCHS:]
+        step_seconds = statistics.median(p[0] for p in recent)
+        val_seconds = statistics.median(p[1] for p in recent)
         epoch_seconds = steps_per_epoch * step_seconds + val_seconds
-        replan = abs(epoch_seconds / self.epoch_seconds - 1) > DRIFT
         # the closing evaluation scores images at the validation's pace
         self.final_seconds = FIXED_SECONDS + (self.final_seconds - FIXED_SECONDS) * val_seconds / self.val_seconds
         self.step_seconds, self.val_seconds, self.epoch_seconds = step_seconds, val_seconds, epoch_seconds

@@ -20,6 +20,7 @@ import yaml
 from fer_core import runs
 from fer_core.runs import run_folder
 from fer_core.stop import sigterm_kept
+from jobs import storage
 from jobs.search_refit import EXPLORE_SCHEDULER, EXPLORE_SHARE
 from jobs.search_space import SearchSpace, default_point, load_space, parse_space
 from jobs.trainable import CRASH_ENV, trial_dirname, trial_name
@@ -28,7 +29,7 @@ DEFAULT_SPACE = "default.yaml"
 DEFAULTS = {"num_samples": 16, "cpus_per_trial": 1.0, "max_failures": 3, "keep_checkpoints": 2,
             "reduction_factor": 3}
 # Environment variables that trial workers need even on a cluster whose raylets did not start with them.
-PASS_ENV = (CRASH_ENV, "WANDB_MODE", "WANDB_API_KEY", "WANDB_PROJECT", "OMP_NUM_THREADS")
+PASS_ENV = (CRASH_ENV, "WANDB_MODE", "WANDB_API_KEY", "WANDB_PROJECT", "OMP_NUM_THREADS", *storage.ENDPOINT_ENV)
 
 
 def main(args: Any) -> int:
@@ -73,7 +74,7 @@ def _settings(args: Any, space: SearchSpace, folder: Path) -> dict[str, Any]:
 
 
 def _experiment_path(settings: dict[str, Any]) -> str:
-    return f"{settings['storage'].rstrip('/')}/{settings['experiment']}"
+    return storage.join(settings["storage"], settings["experiment"])
 
 
 def _load_data(settings: dict[str, Any]):
@@ -241,18 +242,43 @@ def start(args: Any) -> Path:
     space = _resolve_space(args)  # a bad space fails here, before any folder, data or Ray
     folder = run_folder(args.project, args.name, exist_ok=args.exist_ok, command="fertune search")
     settings = _settings(args, space, folder)
-    experiment = Path(_experiment_path(settings))
-    if "://" not in settings["storage"] and experiment.exists() and any(experiment.iterdir()):
-        raise FileExistsError(f"{experiment} already holds a Ray experiment; continue it with `fertune search "
-                              f"--name {folder.name} --resume` or choose another --name")
-    runs.atomic_write_text(folder / runs.SEARCH, yaml.safe_dump({"space": space.to_dict(), "settings": settings},
-                                                                sort_keys=False))
+    _refuse_existing_experiment(settings, folder.name, args.exist_ok)
+    saved = yaml.safe_dump({"space": space.to_dict(), "settings": settings}, sort_keys=False)
+    runs.atomic_write_text(folder / runs.SEARCH, saved)
+    if storage.is_remote(settings["storage"]):  # a driver on another machine resumes from the bucket alone
+        storage.write_text(storage.settings_uri(settings["storage"], settings["experiment"]), saved)
     data = _load_data(settings)
     _run(settings, space, data, folder, restore=False, started=started)
     return folder
 
 
+def _refuse_existing_experiment(settings: dict[str, Any], name: str, exist_ok: bool) -> None:
+    path = _experiment_path(settings)
+    if storage.is_remote(path):
+        taken = not exist_ok and storage.read_text(storage.settings_uri(settings["storage"], name)) is not None
+    else:
+        taken = Path(path).exists() and any(Path(path).iterdir())
+    if taken:
+        raise FileExistsError(f"{path} already holds a Ray experiment; continue it with `fertune search "
+                              f"--name {name} --resume` or choose another --name")
+
+
+def _fetch_saved_settings(args: Any) -> None:
+    """A resume on a machine without the search folder: rebuild it from the search.yaml kept in --storage."""
+    folder = Path(args.project) / (args.name or "")
+    if not args.name or (folder / runs.SEARCH).is_file() or not (args.storage and storage.is_remote(args.storage)):
+        return
+    text = storage.read_text(storage.settings_uri(args.storage, args.name))
+    if text is None:
+        raise FileNotFoundError(f"{storage.settings_uri(args.storage, args.name)} does not exist: no search named "
+                                f"{args.name} ran with --storage {args.storage}")
+    folder.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_text(folder / runs.SEARCH, text)
+    print(f"search settings restored from {args.storage} into {folder}")
+
+
 def _saved(args: Any) -> tuple[Path, SearchSpace, dict[str, Any]]:
+    _fetch_saved_settings(args)
     folder = run_folder(args.project, args.name, resume=True, command="fertune search")
     saved_file = folder / runs.SEARCH
     if not saved_file.is_file():

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from fer_core import runs
 from fer_core.runs import PHASE_EXPLORE, PHASE_REFIT
+from jobs import storage
 
 if TYPE_CHECKING:  # the CLI reads this module's defaults before any heavy import
     import pandas as pd
@@ -32,7 +33,7 @@ REFIT_PLAN = "refit.json"  # in the search folder: the chosen trials, their conf
 
 
 def refit_experiment(settings: dict[str, Any]) -> str:
-    return f"{settings['storage'].rstrip('/')}/{settings['experiment']}{REFIT_SUFFIX}"
+    return storage.join(settings["storage"], settings["experiment"] + REFIT_SUFFIX)
 
 
 def slots(settings: dict[str, Any], gpus_per_trial: float) -> int:

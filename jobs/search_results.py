@@ -32,7 +32,8 @@ def _trial_row(trial: Any, history: pd.DataFrame, space: SearchSpace) -> dict[st
     from jobs.trainable import trial_index
 
     row: dict[str, Any] = {"trial_id": trial.trial_id, "trial": trial_index(trial),
-                           "status": str(trial.status), "epochs": 0}
+                           "status": str(trial.status), "epochs": 0, "epochs_redone": 0,
+                           "restarts": int(getattr(trial, "num_failures", 0))}  # worker or node failures survived
     for key in space.params:
         value = trial.config.get(key)
         row[f"config/{key}"] = value
@@ -40,7 +41,9 @@ def _trial_row(trial: Any, history: pd.DataFrame, space: SearchSpace) -> dict[st
         row["refit_of"] = int(trial.config["refit_of"])
     if not history.empty and "epoch" in history:
         # a trial that restarted from an older checkpoint reports some epochs twice: keep the newest
-        h = history.dropna(subset=["epoch"]).drop_duplicates(subset="epoch", keep="last").sort_values("epoch")
+        reported = history.dropna(subset=["epoch"])
+        h = reported.drop_duplicates(subset="epoch", keep="last").sort_values("epoch")
+        row["epochs_redone"] = len(reported) - len(h)  # epochs trained again after a restart from a checkpoint
         last = h.iloc[-1]
         row["epochs"] = int(last["epoch"])
         row.update(runs.metric_summary(h.to_dict("records")))

@@ -32,6 +32,14 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
+def remove_partial_writes(out_dir: Path) -> None:
+    """Delete the temporary files of a write that died with its machine (`_atomic`'s `.NAME.*` files), so
+    that a retried task leaves only whole outputs."""
+    for name in (*runs.VIDEO_OUTPUTS, runs.TIMELINE):
+        for tmp in out_dir.glob(f".{name}.*"):
+            tmp.unlink(missing_ok=True)
+
+
 def is_complete(out_dir: str | Path, key: str) -> dict[str, Any] | None:
     """The folder's summary when it holds finished outputs for `key`, else None."""
     out_dir = Path(out_dir)
@@ -85,6 +93,7 @@ def write_video_outputs(out_dir: str | Path, frames: pd.DataFrame, summary: dict
     """Write the four outputs of one video; summary.json last. Returns the summary written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_partial_writes(out_dir)
     segs = temporal.segments(frames, sample_step)
     _atomic(out_dir / runs.FRAMES, lambda tmp: frames.to_parquet(tmp, index=False))
     _atomic(out_dir / runs.SEGMENTS, lambda tmp: segs.to_csv(tmp, index=False, float_format="%.3f"))

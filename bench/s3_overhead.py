@@ -1,0 +1,85 @@
+"""What S3 storage costs a search: the same small demo search with `--storage` a local folder and an S3 bucket.
+
+The bucket is moto's S3 server on 127.0.0.1 (no network latency: this measures the extra work of uploading
+every checkpoint and the experiment state through the S3 API, and reading them back for best/ and ensemble/,
+not a real region's round trips). The two searches alternate, `--repeats` times each, in one run:
+
+    python bench/s3_overhead.py --repeats 2 --out bench/results/s3_overhead.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "deploy"))
+from local_cluster import BUCKET, free_port, wait_until, _port_open  # noqa: E402
+
+SPACE = """\
+metric: val_macro_f1
+space:
+  model: cnn_small
+  epochs: 4
+  train_subset: 600
+  batch_size: 32
+  lr: {loguniform: [5.0e-4, 5.0e-3]}
+  dropout: {uniform: [0.1, 0.6]}
+"""
+
+
+def search(storage: str, work: Path, name: str, env: dict[str, str], samples: int) -> float:
+    cmd = [sys.executable, "-m", "jobs.cli", "search", "--data", "demo", "--space", str(work / "space.yaml"),
+           "--num-samples", str(samples), "--max-concurrent", "2", "--grace-period", "4", "--storage", storage,
+           "--project", str(work / "runs"), "--name", name]
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"search {name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/s3_overhead.json")
+    args = ap.parse_args()
+    port = free_port()
+    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(ROOT)}
+    s3 = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _port_open(port), 60, "moto's S3 server")
+        import pyarrow.fs
+
+        pyarrow.fs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key="testing",
+                                secret_key="testing", allow_bucket_creation=True).create_dir(BUCKET)
+        walls: dict[str, list[float]] = {"local": [], "s3": []}
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            (work / "space.yaml").write_text(SPACE)
+            for i in range(args.repeats):
+                for kind in ("local", "s3"):
+                    storage = str(work / "ray") if kind == "local" else f"s3://{BUCKET}/bench"
+                    walls[kind].append(search(storage, work, f"{kind}{i}", env, args.samples))
+                    print(f"{kind} #{i}: {walls[kind][-1]:.1f} s", flush=True)
+    finally:
+        s3.terminate()
+    local, remote = statistics.median(walls["local"]), statistics.median(walls["s3"])
+    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "samples": args.samples, "epochs": 4, "walls_s": walls,
+           "median_local_s": local, "median_s3_s": remote, "s3_over_local": remote / local}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

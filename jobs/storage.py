@@ -1,0 +1,55 @@
+"""Search storage that may be a local folder or a bucket (s3://, gs://, ...), as Ray Tune's `storage_path` takes it.
+
+A bucket holds what a driver on a fresh machine needs to continue a search: Tune's experiment state and
+checkpoints, and beside them `NAME-search.yaml`, the search's own settings. An S3-compatible server other
+than AWS is reached the way AWS's tools reach it: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`), or a
+`?endpoint_override=http://host:port` query on the URI (pyarrow's form), which `join` keeps.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+SETTINGS_SUFFIX = "-search.yaml"
+# Passed to trial workers, whose raylets may have started without them. Credentials are not: nodes get
+# theirs from their own environment or instance role, and a runtime_env is visible to the whole cluster.
+ENDPOINT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def is_remote(location: str) -> bool:
+    return "://" in location
+
+
+def join(base: str, *parts: str) -> str:
+    """base/part/...; on a URI the parts go into the path, before any ?query (e.g. endpoint_override)."""
+    if not is_remote(base):
+        return "/".join([base.rstrip("/"), *parts])
+    url = urlsplit(base)
+    return urlunsplit(url._replace(path="/".join([url.path.rstrip("/"), *parts])))
+
+
+def _filesystem(uri: str):
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(uri)
+
+
+def write_text(uri: str, text: str) -> None:
+    fs, path = _filesystem(uri)
+    with fs.open_output_stream(path) as out:
+        out.write(text.encode())
+
+
+def read_text(uri: str) -> str | None:
+    """The file's text, or None where it does not exist."""
+    import pyarrow.fs
+
+    fs, path = _filesystem(uri)
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as src:
+        return src.read().decode()
+
+
+def settings_uri(storage: str, experiment: str) -> str:
+    """Where a search on remote storage keeps its search.yaml, beside its Tune experiment."""
+    return join(storage, experiment + SETTINGS_SUFFIX)
