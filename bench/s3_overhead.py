@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy"))
-from local_cluster import BUCKET, free_port, wait_until, _port_open  # noqa: E402
+from local_cluster import BUCKET, LocalCluster  # noqa: E402
 
 SPACE = """\
 metric: val_macro_f1
@@ -51,17 +51,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/s3_overhead.json")
     args = ap.parse_args()
-    port = free_port()
-    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": str(ROOT)}
-    s3 = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cluster = LocalCluster().start_s3()  # the S3 server alone: both searches run on this process's local Ray
+    env = {**os.environ, **cluster.s3_env, "PYTHONPATH": str(ROOT)}
     try:
-        wait_until(lambda: _port_open(port), 60, "moto's S3 server")
-        import pyarrow.fs
-
-        pyarrow.fs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key="testing",
-                                secret_key="testing", allow_bucket_creation=True).create_dir(BUCKET)
         walls: dict[str, list[float]] = {"local": [], "s3": []}
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -72,7 +64,7 @@ def main() -> None:
                     walls[kind].append(search(storage, work, f"{kind}{i}", env, args.samples))
                     print(f"{kind} #{i}: {walls[kind][-1]:.1f} s", flush=True)
     finally:
-        s3.terminate()
+        cluster.stop()
     local, remote = statistics.median(walls["local"]), statistics.median(walls["s3"])
     out = {"date": time.strftime("%Y-%m-%d %H:%M"), "samples": args.samples, "epochs": 4, "walls_s": walls,
            "median_local_s": local, "median_s3_s": remote, "s3_over_local": remote / local}

@@ -49,7 +49,7 @@ def wait_until(condition, timeout: float, what: str, poll: float = 0.5):
     raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         return True
@@ -94,9 +94,13 @@ class LocalCluster:
     @property
     def env(self) -> dict[str, str]:
         """What every process of the cluster and its drivers gets: token auth and the S3 endpoint."""
-        return {"RAY_AUTH_MODE": "token", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.s3_port}",
-                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1", "OMP_NUM_THREADS": "1"}
+        return {"RAY_AUTH_MODE": "token", **self.s3_env, "OMP_NUM_THREADS": "1"}
+
+    @property
+    def s3_env(self) -> dict[str, str]:
+        """The standard AWS variables that point any S3 client (pyarrow, boto3, Ray) at this cluster's server."""
+        return {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.s3_port}", "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
     def _popen(self, args: list[str], log: str) -> subprocess.Popen:
         """A process in its own group, its output in TEMP_DIR/LOG (what `ray start` says when a node fails)."""
@@ -106,13 +110,10 @@ class LocalCluster:
 
     def start(self, workers: int = 2, s3: bool = True) -> "LocalCluster":
         if s3:
-            self.s3 = self._popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
-                                  "s3.log")
-            wait_until(lambda: _port_open(self.s3_port), 60, "moto's S3 server")
-            self._create_bucket()
+            self.start_s3()
         self.nodes.append(self._ray_start("--head", "--port", str(self.port), "--temp-dir", self.temp_dir,
                                           "--include-dashboard", "false"))
-        wait_until(lambda: _port_open(self.port), 90, "the head node's GCS port")
+        wait_until(lambda: port_open(self.port), 90, "the head node's GCS port")
         for i in range(workers):
             # one at a time: nodes starting together on one machine take the same socket names in the
             # shared session folder, and the second raylet dies ('bind: Address already in use')
@@ -120,11 +121,17 @@ class LocalCluster:
             self.wait_for_nodes(2 + i)
         return self
 
-    def _create_bucket(self) -> None:
+    def start_s3(self) -> "LocalCluster":
+        """moto's S3 server on 127.0.0.1 with BUCKET in it; this process's S3 clients are pointed at it."""
         import pyarrow.fs
 
-        os.environ.update({k: v for k, v in self.env.items() if k.startswith("AWS_")})
-        pyarrow.fs.S3FileSystem(endpoint_override=self.env["AWS_ENDPOINT_URL"], allow_bucket_creation=True).create_dir(BUCKET)
+        self.s3 = self._popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
+                              "s3.log")
+        wait_until(lambda: port_open(self.s3_port), 60, "moto's S3 server")
+        os.environ.update(self.s3_env)
+        pyarrow.fs.S3FileSystem(endpoint_override=self.s3_env["AWS_ENDPOINT_URL"],
+                                allow_bucket_creation=True).create_dir(BUCKET)
+        return self
 
     def _ray_start(self, *args: str) -> subprocess.Popen:
         """`ray start --block`: stays up, and stops its node's processes when terminated. Nodes sharing one
@@ -172,9 +179,13 @@ class LocalCluster:
         if self._probe(loop, timeout) != str(n):
             raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {n} live Ray nodes")
 
+    def live_workers(self) -> list[int]:
+        """Indexes of the worker nodes still running (a killed node keeps its index; its replacement gets a new one)."""
+        return [i for i, node in enumerate(self.nodes) if i > 0 and node.poll() is None]
+
     def kill_node(self, index: int) -> None:
         """SIGKILL a worker node: its `ray start`, raylet, object store and every worker process on it."""
-        assert index > 0, "node 0 is the head"
+        assert index in self.live_workers(), f"node {index} is the head or already dead; live: {self.live_workers()}"
         os.killpg(self.nodes[index].pid, signal.SIGKILL)
         self.nodes[index].wait()
 

@@ -242,7 +242,7 @@ def start(args: Any) -> Path:
     space = _resolve_space(args)  # a bad space fails here, before any folder, data or Ray
     folder = run_folder(args.project, args.name, exist_ok=args.exist_ok, command="fertune search")
     settings = _settings(args, space, folder)
-    _refuse_existing_experiment(settings, folder.name, args.exist_ok)
+    storage.refuse_existing_experiment(settings["storage"], folder.name, args.exist_ok)
     saved = yaml.safe_dump({"space": space.to_dict(), "settings": settings}, sort_keys=False)
     runs.atomic_write_text(folder / runs.SEARCH, saved)
     if storage.is_remote(settings["storage"]):  # a driver on another machine resumes from the bucket alone
@@ -252,33 +252,8 @@ def start(args: Any) -> Path:
     return folder
 
 
-def _refuse_existing_experiment(settings: dict[str, Any], name: str, exist_ok: bool) -> None:
-    path = _experiment_path(settings)
-    if storage.is_remote(path):
-        taken = not exist_ok and storage.read_text(storage.settings_uri(settings["storage"], name)) is not None
-    else:
-        taken = Path(path).exists() and any(Path(path).iterdir())
-    if taken:
-        raise FileExistsError(f"{path} already holds a Ray experiment; continue it with `fertune search "
-                              f"--name {name} --resume` or choose another --name")
-
-
-def _fetch_saved_settings(args: Any) -> None:
-    """A resume on a machine without the search folder: rebuild it from the search.yaml kept in --storage."""
-    folder = Path(args.project) / (args.name or "")
-    if not args.name or (folder / runs.SEARCH).is_file() or not (args.storage and storage.is_remote(args.storage)):
-        return
-    text = storage.read_text(storage.settings_uri(args.storage, args.name))
-    if text is None:
-        raise FileNotFoundError(f"{storage.settings_uri(args.storage, args.name)} does not exist: no search named "
-                                f"{args.name} ran with --storage {args.storage}")
-    folder.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write_text(folder / runs.SEARCH, text)
-    print(f"search settings restored from {args.storage} into {folder}")
-
-
 def _saved(args: Any) -> tuple[Path, SearchSpace, dict[str, Any]]:
-    _fetch_saved_settings(args)
+    storage.fetch_saved_settings(Path(args.project), args.name, args.storage)
     folder = run_folder(args.project, args.name, resume=True, command="fertune search")
     saved_file = folder / runs.SEARCH
     if not saved_file.is_file():

@@ -7,7 +7,10 @@ than AWS is reached the way AWS's tools reach it: `AWS_ENDPOINT_URL` (or `AWS_EN
 """
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from fer_core import runs
 
 SETTINGS_SUFFIX = "-search.yaml"
 # Passed to trial workers, whose raylets may have started without them. Credentials are not: nodes get
@@ -53,3 +56,29 @@ def read_text(uri: str) -> str | None:
 def settings_uri(storage: str, experiment: str) -> str:
     """Where a search on remote storage keeps its search.yaml, beside its Tune experiment."""
     return join(storage, experiment + SETTINGS_SUFFIX)
+
+
+def refuse_existing_experiment(storage: str, name: str, exist_ok: bool) -> None:
+    """A new search must not write over a Ray experiment already at storage/name."""
+    path = join(storage, name)
+    if is_remote(path):
+        taken = not exist_ok and read_text(settings_uri(storage, name)) is not None
+    else:
+        taken = Path(path).exists() and any(Path(path).iterdir())
+    if taken:
+        raise FileExistsError(f"{path} already holds a Ray experiment; continue it with `fertune search "
+                              f"--name {name} --resume` or choose another --name")
+
+
+def fetch_saved_settings(project: Path, name: str | None, storage: str | None) -> None:
+    """A resume on a machine without the search folder: rebuild it from the search.yaml kept in --storage."""
+    folder = project / (name or "")
+    if not name or (folder / runs.SEARCH).is_file() or not (storage and is_remote(storage)):
+        return
+    text = read_text(settings_uri(storage, name))
+    if text is None:
+        raise FileNotFoundError(f"{settings_uri(storage, name)} does not exist: no search named "
+                                f"{name} ran with --storage {storage}")
+    folder.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_text(folder / runs.SEARCH, text)
+    print(f"search settings restored from {storage} into {folder}")

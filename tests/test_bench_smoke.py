@@ -5,9 +5,12 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from conftest import REPO
 
 
+@pytest.mark.long  # ResNet-18 steps on CPU; CI runs it
 def test_gpu_check_smoke(tmp_path):
     out = subprocess.run(["bash", "bench/gpu_check.sh", "--smoke"], cwd=REPO, capture_output=True, text=True,
                          timeout=600, env={**os.environ, "OUT": str(tmp_path)})
@@ -20,6 +23,7 @@ def test_gpu_check_smoke(tmp_path):
     assert "training throughput" in out.stdout and "wall seconds" in out.stdout
 
 
+@pytest.mark.long  # a 1-minute time-budgeted search; CI runs it
 def test_gpu_search_smoke(tmp_path):
     out = subprocess.run(["bash", "bench/gpu_search.sh", "--smoke"], cwd=REPO, capture_output=True, text=True,
                          timeout=600, env={**os.environ, "OUT": str(tmp_path)})

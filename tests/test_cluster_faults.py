@@ -84,7 +84,7 @@ def test_search_survives_a_worker_node_killed_mid_trial(three_nodes, tmp_path):
     # three trials, one per node (1 CPU each), each with a checkpoint in S3: now a worker machine dies
     wait_until(lambda: len(_checkpointed_trials(f"{cluster.storage}/nodekill")) >= 3, 300,
                "a checkpoint from each of three trials in the bucket", proc=proc, log=log)
-    cluster.kill_node(1)
+    cluster.kill_node(cluster.live_workers()[0])
     killed = time.monotonic()
     assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
     df = pd.read_parquet(tmp_path / "runs" / "nodekill" / "results.parquet")
@@ -137,7 +137,8 @@ def test_video_job_survives_a_worker_node_killed(three_nodes, tmp_path):
     proc, _ = start_cli("video", str(clips), "--model", "fertune-cnn-small-fer2013", "--out", str(out), "--no-plots",
                         "--address", cluster.address, cwd=tmp_path, log=log, env=cluster.env)
     wait_until(lambda: list(out.glob("*/summary.json")), 300, "the first finished video", proc=proc, log=log)
-    cluster.kill_node(1)  # mid-job: its decoders, and any classifier or writer placed there, die with it
+    # mid-job: its decoders, and any classifier or writer placed there, die with it
+    cluster.kill_node(cluster.live_workers()[0])
     killed = time.monotonic()
     assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
     print(f"node killed; video job done {time.monotonic() - killed:.0f} s later")

@@ -157,6 +157,7 @@ def test_models_lists_the_bundled_model(tmp_path):
     assert res.returncode == 0 and DEFAULT_MODEL in res.stdout and "trained with: fertune train" in res.stdout
 
 
+@pytest.mark.long  # ~40 s: a real clip through the whole video job; CI runs it
 @pytest.mark.skipif(not CLIP.is_file(), reason="real video absent (clone with ../shared beside the repo)")
 def test_video_with_no_model_flag_uses_the_bundled_model(tmp_path):
     import pandas as pd

@@ -170,7 +170,8 @@ def test_serve_config_yaml_holds_the_settings_defaults():
     config = yaml.safe_load((REPO / "serve" / "config.yaml").read_text())
     app = config["applications"][0]
     got = {**{k: v for k, v in app["args"].items() if k != "model"},
-           "host": config["http_options"]["host"], "port": config["http_options"]["port"]}
+           "host": config["http_options"]["host"], "port": config["http_options"]["port"],
+           "proxy_location": config["proxy_location"]}
     # every setting is in the file, but the model (the user's) and the API key (kept out of files on purpose)
     assert sorted(set(got) | {"model", "api_key"}) == sorted(want)
     assert got == {k: want[k] for k in got}, "serve/config.yaml differs from ServeSettings' defaults"
@@ -192,7 +193,7 @@ def test_cli_flags_are_the_settings_fields():
     assert (s.max_batch_size, s.batch_wait_ms, s.replicas, s.api_key, s.port) == (8, 2.0, "auto", "k", 9000)
     on_cli = {f.name for f in fields(ServeSettings) if f.metadata["flag"]}
     assert on_cli == {"model", "host", "port", "replicas", "max_batch_size", "batch_wait_ms", "device", "detector",
-                      "api_key"}
+                      "api_key", "proxy_location"}
     for name in ("max_bytes", "max_pixels", "max_images", "num_cpus"):  # config-file settings only
         with pytest.raises(SystemExit):
             parser.parse_args(["serve", "--model", "m", flag_name(name), "1"])

@@ -14,6 +14,7 @@ from fer_core import runs
 STOP_TIMEOUT = 180  # generous: a 3x slower machine still stops well within it
 
 
+@pytest.mark.long  # ~40 s: a training stopped and resumed; CI runs it
 def test_sigterm_stops_train_and_resume_continues(tmp_path):
     log = tmp_path / "train.log"
     project = tmp_path / "runs"

@@ -219,6 +219,7 @@ def test_driver_watch_sees_a_dead_driver(monkeypatch, tmp_path):
         video_pipeline.write_row({"timings": "{}", "status": "ok"}, {}, watch)
 
 
+@pytest.mark.long  # ~1 min: a video job stopped and resumed; CI runs it
 def test_sigterm_stops_cleanly_then_resume(tiny_model, tmp_path):
     """SIGTERM (docker stop, systemd) acts as Ctrl-C: exit 130, no Ray process left, a rerun finishes the job."""
     count = 8

@@ -152,6 +152,7 @@ def model_64(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.long  # ~40 s: trains a 64-px model, then a video job; CI runs it
 def test_video_crops_at_the_models_img_size(model_64, tmp_path):
     """The classifier gets 64 px crops cut from the frame, not 48 px crops resized to 64."""
     from fer_core.faces import crop_face, to_gray
