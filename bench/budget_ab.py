@@ -14,22 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from machine import cpu_description  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    flags = set(next((line for line in text.splitlines() if line.startswith("flags")), "").split())
-    return ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags) or "none of avx2/avx512"
 
 
 def timed(cmd: list[str], log: Path) -> float:
@@ -62,7 +54,7 @@ def main() -> None:
     project = Path(args.project).resolve()
     project.mkdir(parents=True, exist_ok=True)
     fertune = [sys.executable, "-m", "jobs.cli"]
-    out = {"minutes": args.minutes, "cpu_flags": cpu_flags(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    out = {"minutes": args.minutes, "machine": cpu_description(), "date": time.strftime("%Y-%m-%d %H:%M")}
     if args.only in (None, "train"):
         name = f"train-{stamp}"
         sets = [x for s in ["model=cnn_small", *args.set] for x in ("--set", s)]

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import shutil
 import sys
 from pathlib import Path
@@ -23,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from fer_core import runs  # noqa: E402
+from machine import cpu_description  # noqa: E402  (bench/ is on sys.path when run as a script)
 from fer_core.bundled import INFO, ROOT  # noqa: E402
 
 # Training state a deployed model does not need (and a resume would): about two thirds of the file.
@@ -30,16 +29,6 @@ TRAINING_STATE = ("optimizer", "scheduler", "scaler", "sampler_weights", "rng")
 TERMS = ("Trained on FER2013 (Goodfellow et al., 2013), a research dataset released for the ICML 2013 "
          "Challenges in Representation Learning; its images come from web searches. Use this model for "
          "research and evaluation; check the dataset's terms before any other use.")
-
-
-def cpu_flags() -> str:
-    from fer_core.device import cpu_has_native_bf16
-
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.machine())
-    isa = "avx512" if "avx512f" in info else "avx2" if "avx2" in info else "other"
-    return f"{name}, {isa}, native bf16: {cpu_has_native_bf16()}, {os.cpu_count()} cores"
 
 
 def main() -> int:
@@ -73,7 +62,7 @@ def main() -> int:
     info = {
         "name": args.name, "summary": args.summary, "command": args.command,
         "data": f"FER2013 train ({len(load_scored(args.data, 'train').train)} images), selected on public_test",
-        "machine": cpu_flags(), "made": datetime.date.today().isoformat(),
+        "machine": cpu_description(), "made": datetime.date.today().isoformat(),
         "best_epoch": ckpt.get("best_epoch"), "epochs": ckpt.get("epoch"),
         "private_test": {k: report[k] for k in ("n", "accuracy", "accuracy_tta", "macro_f1", "mean_recall")},
         "precision": "fp32 (exact on every CPU; bf16 on CUDA and native-bf16 CPUs differs by a few hundredths of a point)",

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy"))
 from local_cluster import BUCKET, LocalCluster  # noqa: E402
+from machine import cpu_description  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 SPACE = """\
 metric: val_macro_f1
@@ -66,7 +67,7 @@ def main() -> None:
     finally:
         cluster.stop()
     local, remote = statistics.median(walls["local"]), statistics.median(walls["s3"])
-    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "samples": args.samples, "epochs": 4, "walls_s": walls,
+    out = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": cpu_description(), "samples": args.samples, "epochs": 4, "walls_s": walls,
            "median_local_s": local, "median_s3_s": remote, "s3_over_local": remote / local}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))

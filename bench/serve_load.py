@@ -44,6 +44,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from machine import cpu_description  # noqa: E402
+
 FER_PARQUET = REPO.parent / "shared" / "data" / "fer2013.parquet"
 
 
@@ -223,15 +226,6 @@ def free_port() -> int:
 
 
 # ----------------------------------------------------------------------------------------------- main
-def cpu_name() -> str:
-    """Model name and the flags that decide the precision (fp32 unless the CPU has native bf16)."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
-    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{name}, {os.cpu_count()} cores, {' '.join(simd) or 'no AVX2'}"
-
-
 def alternating(port: int, targets: list[tuple[str, str, str]], body: bytes, concurrency: int, rounds: int,
                 seconds: float, warmup: float) -> dict:
     """req/s of each (name, path, content type) target at `concurrency`, in alternating rounds: the same
@@ -285,7 +279,7 @@ def main() -> int:
     ray.init(address="local", include_dashboard=False, logging_level="ERROR", configure_logging=False,
              log_to_driver=False)
     results: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
-                     "cpu": cpu_name(), "cpus": os.cpu_count(),
+                     "cpu": cpu_description(), "cpus": os.cpu_count(),
                      "payload": f"48x48 PNG, {len(png)} bytes, ?faces=false",
                      "model": str(model), "resnet18": str(resnet), "cells": []}
 

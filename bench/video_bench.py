@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from argparse import Namespace
@@ -29,7 +28,8 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
-from proc_cpu import ProcessCPU  # bench/ is on sys.path when run as a script
+from machine import cpu_description  # bench/ is on sys.path when run as a script
+from proc_cpu import ProcessCPU
 from fer_core import runs
 from fer_core.faces import haar_faces
 from fer_core.temporal import iou
@@ -96,15 +96,6 @@ def tiny_model(folder: Path) -> str:
     fit(resolve({"model": "cnn_small", "epochs": 1, "train_subset": 200, "batch_size": 32}),
         make_demo_data(n_train=200, n_val=70, n_test=0), run_dir=folder / "tiny", log=lambda *a: None)
     return str(folder / "tiny")
-
-
-def cpu_flags() -> list[str]:
-    """Which of avx2 / avx512_bf16 the CPU has (what decides the model's precision and OpenCV's kernels)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    return [flag for flag in ("avx2", "avx512_bf16") if f" {flag}" in text]
 
 
 def run_job(folder: Path, inputs: Path, model: str, sample_fps: float, clips: list[Path], copies: int,
@@ -195,8 +186,7 @@ def main() -> None:
         results = {name: run_job(tmp / name, inputs, model, args.sample_fps, clips, args.copies, seconds_of_video,
                                  loop["seconds"], flags) for name, flags in jobs.items()}
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"{' '.join(cpu_flags()) or 'no avx2'}",
+        "machine": cpu_description(),
         "files": len(paths), "video_seconds": round(seconds_of_video, 1), "sample_fps": args.sample_fps,
         "loop_seconds": round(loop["seconds"], 1), "loop_x_realtime": round(seconds_of_video / loop["seconds"], 2),
         **results,

@@ -173,6 +173,12 @@ class LocalCluster:
                 "print(json.dumps([int(tags[n][0].rsplit('_', 1)[1]) for n in found if tags.get(n)]))")
         return json.loads(self._probe(loop, 60))
 
+    def node_ids(self) -> dict[int, str]:
+        """Node index (0: head) -> Ray node id, for the live nodes."""
+        loop = ("print(json.dumps({[k for k in n['Resources'] if k.startswith('fertune_node_')][0].rsplit('_', 1)[1]: "
+                "n['NodeID'] for n in ray.nodes() if n['Alive']}))")
+        return {int(k): v for k, v in json.loads(self._probe(loop, 60)).items()}
+
     def wait_for_nodes(self, n: int, timeout: float = 240) -> None:
         loop = (f"t = time.time()\nwhile len(alive()) != {n} and time.time() - t < {timeout}:\n    time.sleep(0.5)\n"
                 "print(len(alive()))")

@@ -20,7 +20,7 @@ import yaml
 from fer_core import runs
 from fer_core.runs import run_folder
 from fer_core.stop import sigterm_kept
-from jobs import storage
+from jobs import search_wandb, storage
 from jobs.search_refit import EXPLORE_SCHEDULER, EXPLORE_SHARE
 from jobs.search_space import SearchSpace, default_point, load_space, parse_space
 from jobs.trainable import CRASH_ENV, trial_dirname, trial_name
@@ -110,30 +110,6 @@ def _init_ray(settings: dict[str, Any]) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _wandb_callback(settings: dict[str, Any], folder: Path):
-    from ray.air.integrations.wandb import WandbLoggerCallback
-
-    return WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT", "fertune"), group=settings["experiment"],
-                               dir=str(folder.resolve()), log_config=True)
-
-
-def _wandb_mode() -> str:
-    """W&B runs offline when no API key is configured (sync later with `wandb sync`)."""
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    try:
-        import wandb
-
-        if wandb.api.api_key:
-            return "online"
-    except Exception:  # noqa: BLE001  (no wandb login of any kind)
-        pass
-    os.environ["WANDB_MODE"] = "offline"
-    return "offline"
-
-
 def _gpus_per_trial(settings: dict[str, Any]) -> float:
     gpus = settings["gpus_per_trial"]
     if gpus is None:
@@ -207,7 +183,7 @@ def _tuner(settings: dict[str, Any], space: SearchSpace, trainable: Any, folder:
                                   reduction_factor=settings["reduction_factor"])
     callbacks: list[Any] = [Progress(space.metric, space.mode, settings["num_samples"])]
     if settings["wandb"]:
-        callbacks.append(_wandb_callback(settings, folder))
+        callbacks.append(search_wandb.callback(settings["experiment"], folder))
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings["num_samples"],
                                   max_concurrent_trials=settings["max_concurrent"],
                                   time_budget_s=_explore_seconds(settings, space, started),
@@ -220,8 +196,11 @@ def run_config(settings: dict[str, Any], space: SearchSpace, name: str, callback
     """Tune's RunConfig for the search's experiments (exploration and refit): storage, restarts, checkpoints."""
     from ray import tune
 
+    from jobs.search_faults import FaultLedger  # what restarts cost: Tune's history loses it
+
     return tune.RunConfig(
-        name=name, storage_path=settings["storage"], verbose=0, callbacks=callbacks,
+        name=name, storage_path=settings["storage"], verbose=0,
+        callbacks=[*callbacks, FaultLedger(storage.join(settings["storage"], name))],
         failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=DEFAULTS["keep_checkpoints"],
                                                 checkpoint_score_attribute=space.metric,
@@ -282,7 +261,7 @@ def _run(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, 
     from ray import tune
 
     if settings["wandb"]:
-        print(f"W&B: logging every trial ({_wandb_mode()} mode; offline runs sync later with `wandb sync {folder}/wandb`)")
+        print(f"W&B: logging every trial ({search_wandb.mode()} mode; offline runs sync later with `wandb sync {folder}/wandb`)")
     t0 = time.perf_counter()
     _init_ray(settings)
     ray_start = time.perf_counter() - t0

@@ -62,13 +62,25 @@ def _trial_row(trial: Any, history: pd.DataFrame, space: SearchSpace) -> dict[st
     return row
 
 
+def _with_faults(row: dict[str, Any], faults: dict[str, Any] | None) -> dict[str, Any]:
+    """The driver's own count of a restarted trial's losses (jobs.search_faults) over what its history shows."""
+    if faults:
+        row["epochs_redone"] = max(row["epochs_redone"], int(faults["epochs_redone"]))
+        nodes = set(filter(None, str(row.get("nodes") or "").split(","))) | set(faults["lost_nodes"])
+        row["nodes"] = ",".join(sorted(nodes))
+    return row
+
+
 def collect_results(experiment_path: str, space: SearchSpace) -> pd.DataFrame:
     """One row per trial (SPEC results.parquet columns), ranked on the first metric, best first."""
     from ray.tune import ExperimentAnalysis
 
+    from jobs.search_faults import read_faults
+
     analysis = ExperimentAnalysis(experiment_path)
-    frames = analysis.trial_dataframes
-    rows = [_trial_row(t, frames.get(t.trial_id, pd.DataFrame()), space) for t in analysis.trials]
+    frames, faults = analysis.trial_dataframes, read_faults(experiment_path)
+    rows = [_with_faults(_trial_row(t, frames.get(t.trial_id, pd.DataFrame()), space), faults.get(t.trial_id))
+            for t in analysis.trials]
     df = pd.DataFrame(rows)
     for m in EPOCH_METRICS:
         for col in (f"best_{m}", f"last_{m}"):

@@ -84,16 +84,22 @@ def test_search_survives_a_worker_node_killed_mid_trial(three_nodes, tmp_path):
     # three trials, one per node (1 CPU each), each with a checkpoint in S3: now a worker machine dies
     wait_until(lambda: len(_checkpointed_trials(f"{cluster.storage}/nodekill")) >= 3, 300,
                "a checkpoint from each of three trials in the bucket", proc=proc, log=log)
-    cluster.kill_node(cluster.live_workers()[0])
+    victim = cluster.live_workers()[0]
+    print("trainables per node before the kill:", cluster.node_of_actors("ImplicitFunc"), "killing node", victim,
+          "; node ids:", cluster.node_ids())
+    cluster.kill_node(victim)
     killed = time.monotonic()
     assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
     df = pd.read_parquet(tmp_path / "runs" / "nodekill" / "results.parquet")
+    from jobs.search_faults import read_faults
+    print("faults:", read_faults(f"{cluster.storage}/nodekill"))
     print(f"node killed; search done {time.monotonic() - killed:.0f} s later\n"
           + df[["trial", "status", "epochs", "restarts", "epochs_redone", "nodes"]].to_string())
     _finished(df, 3, epochs)
     assert df["restarts"].sum() >= 1, df[["trial", "restarts", "nodes"]]  # the dead node's trial restarted
     assert (df["epochs_redone"] <= 1).all(), df[["trial", "epochs_redone"]]
     moved = df[df["restarts"] > 0]
+    assert (moved["epochs_redone"] == 1).all(), moved[["trial", "epochs_redone"]]  # the epoch in flight, counted
     assert (moved["nodes"].str.count(",") >= 1).all(), moved[["trial", "nodes"]]  # it resumed on another node
     assert (tmp_path / "runs" / "nodekill" / "best" / "weights" / "best.pt").is_file()
 

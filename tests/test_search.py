@@ -155,6 +155,8 @@ def test_worker_crash_resumes_two_objectives_wandb_offline(two_metric_search):
     crashed = df[df["trial"] == 1].iloc[0]["trial_id"]
     rows = result_rows(folder / "ray" / "c")[crashed]
     assert [(r["epoch"], r["start_epoch"]) for r in rows] == [(1, 0), (2, 1)]  # resumed from epoch 1's checkpoint
+    crashed_row = df[df["trial"] == 1].iloc[0]
+    assert (crashed_row["restarts"], crashed_row["epochs_redone"]) == (1, 1)  # epoch 2, trained then lost, again
     assert (df["latency_ms"] > 0).all() and df["pareto"].any()
     best = json.loads((folder / "best" / "trial.json").read_text())
     assert best["pareto"] and best["trial_id"] == df[df["pareto"]].iloc[0]["trial_id"]
