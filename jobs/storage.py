@@ -33,6 +33,8 @@ def join(base: str, *parts: str) -> str:
 def _filesystem(uri: str):
     import pyarrow.fs
 
+    if not is_remote(uri):  # from_uri takes absolute paths only; a user's --storage may be relative
+        return pyarrow.fs.LocalFileSystem(), str(Path(uri).resolve())
     return pyarrow.fs.FileSystem.from_uri(uri)
 
 
