@@ -6,13 +6,13 @@ the last sync. Rows reported before the failure (and the node they came from) ca
 after the search undercounts both the epochs trained twice and the nodes a trial ran on. This callback keeps
 the count itself: at a restart it notes the last epoch the trial reported and the node it ran on; the first
 epoch the restarted trial reports says where it resumed. Epochs redone = from there to the epoch that was in
-flight when the worker died, that one counted whole: 1 when the trial resumed from its last report. It writes `NAME-faults.json` beside the experiment
-(in the bucket too) whenever that changes, and its state travels with Tune's experiment checkpoints.
+flight when the worker died, that one counted whole: 1 when the trial resumed from its last report. It writes
+`NAME-faults.json` beside the experiment (in the bucket too) whenever that changes, and its state travels with
+Tune's experiment checkpoints.
 """
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from ray.tune import Callback
@@ -24,10 +24,7 @@ FAULTS_SUFFIX = "-faults.json"
 
 def faults_uri(experiment_path: str) -> str:
     """`{storage}/{NAME}-faults.json`, beside the experiment folder (Tune owns what is inside it)."""
-    if storage.is_remote(experiment_path):
-        base, _, query = experiment_path.partition("?")
-        return base.rstrip("/") + FAULTS_SUFFIX + (f"?{query}" if query else "")
-    return experiment_path.rstrip("/") + FAULTS_SUFFIX
+    return storage.with_suffix(experiment_path, FAULTS_SUFFIX)
 
 
 def read_faults(experiment_path: str) -> dict[str, dict[str, Any]]:
@@ -64,10 +61,7 @@ class FaultLedger(Callback):
 
     def _write(self) -> None:
         try:
-            uri = faults_uri(self.path)
-            if not storage.is_remote(uri):
-                os.makedirs(os.path.dirname(uri), exist_ok=True)
-            storage.write_text(uri, json.dumps(self.trials, indent=1))
+            storage.write_text(faults_uri(self.path), json.dumps(self.trials, indent=1))
         except OSError as err:  # a bookkeeping file must not stop a search
             print(f"note: could not write {faults_uri(self.path)}: {err}", flush=True)
 

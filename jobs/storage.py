@@ -38,8 +38,16 @@ def _filesystem(uri: str):
     return pyarrow.fs.FileSystem.from_uri(uri)
 
 
+def with_suffix(uri: str, suffix: str) -> str:
+    """uri with `suffix` added to its last path part, before any ?query: a file beside a folder."""
+    base, sep, query = uri.partition("?")
+    return base.rstrip("/") + suffix + sep + query
+
+
 def write_text(uri: str, text: str) -> None:
     fs, path = _filesystem(uri)
+    if not is_remote(uri):
+        fs.create_dir(str(Path(path).parent), recursive=True)
     with fs.open_output_stream(path) as out:
         out.write(text.encode())
 
@@ -57,7 +65,7 @@ def read_text(uri: str) -> str | None:
 
 def settings_uri(storage: str, experiment: str) -> str:
     """Where a search on remote storage keeps its search.yaml, beside its Tune experiment."""
-    return join(storage, experiment + SETTINGS_SUFFIX)
+    return with_suffix(join(storage, experiment), SETTINGS_SUFFIX)
 
 
 def refuse_existing_experiment(storage: str, name: str, exist_ok: bool) -> None:
