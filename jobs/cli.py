@@ -88,12 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="fix every trial's epochs (overrides the space)")
     p.add_argument("--time-budget", type=float, metavar="MIN",
                    help="the whole search in MIN minutes: exploration, then the best configurations refit from scratch "
-                        "(one per free slot), then best/ and ensemble/ from the refits (counts anew on --resume)")
+                        "(on CPUs one with all the cores; on GPUs one per free slot), then best/ and ensemble/ from the "
+                        "refits (counts anew on --resume)")
     p.add_argument("--explore-share", type=float, metavar="F",
                    help=f"with --time-budget: the budget's share that explores (default {EXPLORE_SHARE})")
     p.add_argument("--refit", type=int, metavar="N",
-                   help="with --time-budget: configurations refit at full length (default: one per free slot; 0: none, "
-                        "best/ is the best exploration trial)")
+                   help="with --time-budget: configurations refit at full length (default: 1 on CPUs, with all their "
+                        "cores; one per free slot on GPUs; 0: none, best/ is the best exploration trial)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial, also its torch threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU (default 1 when the cluster has GPUs)")
     p.add_argument("--metric", action="append", metavar="M",

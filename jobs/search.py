@@ -21,7 +21,7 @@ from fer_core import runs
 from fer_core.runs import run_folder
 from fer_core.stop import sigterm_kept
 from jobs import search_wandb, storage
-from jobs.search_refit import EXPLORE_SCHEDULER, EXPLORE_SHARE
+from jobs.search_refit import EXPLORE_SCHEDULER, EXPLORE_SHARE, EXPLORE_SUBSET
 from jobs.search_space import SearchSpace, default_point, load_space, parse_space
 from jobs.trainable import CRASH_ENV, trial_dirname, trial_name
 
@@ -141,6 +141,8 @@ def _trainable(settings: dict[str, Any], space: SearchSpace, data: Any, folder: 
     if _refits(settings, space) and refit is None and "scheduler" not in space.params and "scheduler" not in space.fixed:
         # the refit makes the final models, so trials use the schedule whose rungs rank configurations best
         overrides["scheduler"] = EXPLORE_SCHEDULER
+    if _refits(settings, space) and refit is None and "train_subset" not in space.params and "train_subset" not in space.fixed:
+        overrides["train_subset"] = EXPLORE_SUBSET  # the refit trains on all of it
     trial_settings = {"overrides": overrides, "latency": "latency_ms" in space.metrics,
                       "marker_dir": str(folder.resolve()), "refit": refit}
     fn = tune.with_parameters(train_trial, data=data, settings=trial_settings)
@@ -297,7 +299,8 @@ def _run(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, 
         _stop_if_unfinished(df, path)
         if _refits(settings, space):
             refit = run_refit(settings, space, data, folder, df, restore, started,
-                              lambda plan: _trainable(settings, space, data, folder, refit=plan),
+                              lambda plan, cpus: _trainable(dict(settings, cpus_per_trial=cpus), space, data, folder,
+                                                            refit=plan),
                               gpus_per_trial=_gpus_per_trial(settings), experiment_path=path)
             df = merge(df, refit, space)
             write_results(df, folder)

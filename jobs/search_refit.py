@@ -3,8 +3,8 @@
 Exploration compares configurations on short trials (ASHA stops most at the first rung), and a short trial's
 checkpoint is not a finished model: without refit, a 45-minute CPU search handed back a model 2.4 points
 below the default trained alone for less time. With `--time-budget`, the search explores for
-`explore_share` of the budget, then trains the top configurations again from scratch, one per free slot,
-all to one deadline (fer_core.budget plans each refit's epochs from the speed it measures) that leaves time
+`explore_share` of the budget (on a stratified `EXPLORE_SUBSET` of the training images unless the space sets
+`train_subset`), then trains the top configurations again from scratch on the whole split, all to one deadline (fer_core.budget plans each refit's epochs from the speed it measures) that leaves time
 for the closing exports; best/ and ensemble/ are made from the refits.
 
 A refit is its own Tune experiment (`NAME-refit` beside the search's), so a crashed refit worker resumes
@@ -25,7 +25,10 @@ if TYPE_CHECKING:  # the CLI reads this module's defaults before any heavy impor
 
     from jobs.search_space import SearchSpace
 
-EXPLORE_SHARE = 0.4     # of the budget: exploration; the rest refits (BENCHMARKS.md, "search: exploration and refit")
+EXPLORE_SHARE = 0.25    # of the budget: exploration; the rest refits (BENCHMARKS.md, "search: exploration and refit")
+# training images an exploration trial sees when a refit follows: rungs only rank configurations, so on a CPU a
+# subset compares ~3.5x as many of them on FER2013 (28,709 images); data this small or smaller is used whole
+EXPLORE_SUBSET = 8000
 EXPLORE_SCHEDULER = "wsd"  # the trials' schedule when a refit follows (bench/fidelity_ab.py; docs/search.md)
 FINISH_FIXED_S = 15.0   # the closing exports' model loads, file writes and Ray's shutdown (demo: under 10 s)
 REFIT_SUFFIX = "-refit"
@@ -47,6 +50,21 @@ def slots(settings: dict[str, Any], gpus_per_trial: float) -> int:
     if settings.get("max_concurrent"):
         fit = min(fit, settings["max_concurrent"])
     return max(1, fit)
+
+
+def refit_count(settings: dict[str, Any], gpus_per_trial: float) -> int:
+    """--refit, or else: one per slot on GPUs (a small network leaves a GPU share idle, so parallel refits are
+    nearly free), one on CPUs (threads share the cores: two refits at once would each get half the epochs)."""
+    if settings.get("refit"):
+        return settings["refit"]
+    return slots(settings, gpus_per_trial) if gpus_per_trial > 0 else 1
+
+
+def refit_cpus(settings: dict[str, Any], gpus_per_trial: float, refits: int) -> float:
+    """CPUs per refit: on CPUs the refits share every slot's cores (one refit on 2 cores trains with 2 threads)."""
+    if gpus_per_trial > 0:
+        return settings["cpus_per_trial"]
+    return max(settings["cpus_per_trial"], slots(settings, 0) * settings["cpus_per_trial"] // max(refits, 1))
 
 
 def candidates(df: pd.DataFrame, count: int) -> pd.DataFrame:
@@ -125,12 +143,12 @@ def format_refits(df: pd.DataFrame, space: SearchSpace) -> str:
 
 
 def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, explore: pd.DataFrame,
-              restore: bool, started: float, make_trainable: Callable[[dict[str, Any]], Any],
+              restore: bool, started: float, make_trainable: Callable[[dict[str, Any], float], Any],
               gpus_per_trial: float, experiment_path: str) -> pd.DataFrame | None:
     """Train the top exploration configurations again, from scratch, to one deadline; their result rows.
 
-    `make_trainable(plan)` gives the Tune trainable for a plan (jobs.search); a resumed search restores the
-    refit experiment and its plan (the deadline counts anew from `started`, as the exploration's budget does).
+    `make_trainable(plan, cpus)` gives the Tune trainable for a plan with `cpus` per refit (jobs.search); a resumed
+    search restores the refit experiment and its plan (the deadline counts anew from `started`, as the exploration's budget does).
     """
     from ray import tune
 
@@ -145,9 +163,11 @@ def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: P
     if restore and saved.is_file() and tune.Tuner.can_restore(path):
         plan = runs.read_json(saved)
         plan["deadline"] = started + budget_s - plan["finish_s"]
-        tuner = tune.Tuner.restore(path, trainable=make_trainable(plan), resume_unfinished=True, resume_errored=True)
+        cpus = plan.get("cpus", settings["cpus_per_trial"])  # a plan saved before refits shared the cores has none
+        tuner = tune.Tuner.restore(path, trainable=make_trainable(plan, cpus), resume_unfinished=True,
+                                   resume_errored=True)
     else:
-        chosen = candidates(explore, settings.get("refit") or slots(settings, gpus_per_trial))
+        chosen = candidates(explore, refit_count(settings, gpus_per_trial))
         if chosen.empty:
             print("refit: no exploration trial started; nothing to refit")
             return None
@@ -155,16 +175,16 @@ def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: P
         configs = trial_configs(experiment_path, trials)
         finish_s = finish_seconds(data, configs[str(trials[0])], len(trials))
         plan = {"trials": trials, "configs": configs, "finish_s": finish_s,
-                "deadline": started + budget_s - finish_s}
+                "deadline": started + budget_s - finish_s, "cpus": refit_cpus(settings, gpus_per_trial, len(trials))}
         if plan["deadline"] <= time.time():
             print(f"refit: no time left (the closing exports need {finish_s:.0f} s); best/ is the best exploration "
                   f"trial. Give more --time-budget or a smaller --explore-share")
             return None
         runs.write_json(saved, plan)
-        print(f"\nrefit: trials {', '.join(map(str, trials))} from scratch, at once, "
+        print(f"\nrefit: trials {', '.join(map(str, trials))} from scratch, at once, {plan['cpus']:g} CPUs each, "
               f"{(plan['deadline'] - time.time()) / 60:.1f} min each (the closing exports keep {finish_s:.0f} s)")
         tuner = tune.Tuner(
-            make_trainable(plan), param_space={"refit_of": tune.grid_search(trials)},
+            make_trainable(plan, plan["cpus"]), param_space={"refit_of": tune.grid_search(trials)},
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=settings["max_concurrent"],
                                         trial_dirname_creator=trial_dirname, trial_name_creator=trial_name),
             run_config=run_config(settings, space, Path(path).name, [Progress(space.metric, space.mode, len(trials))]))
