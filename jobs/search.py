@@ -138,11 +138,11 @@ def _trainable(settings: dict[str, Any], space: SearchSpace, data: Any, folder: 
                                  "metric": space.metric}
     if "seed" not in space.params and "seed" not in space.fixed:
         overrides["seed"] = settings["seed"]
-    if _refits(settings, space) and refit is None and "scheduler" not in space.params and "scheduler" not in space.fixed:
-        # the refit makes the final models, so trials use the schedule whose rungs rank configurations best
-        overrides["scheduler"] = EXPLORE_SCHEDULER
-    if _refits(settings, space) and refit is None and "train_subset" not in space.params and "train_subset" not in space.fixed:
-        overrides["train_subset"] = EXPLORE_SUBSET  # the refit trains on all of it
+    if _refits(settings, space) and refit is None:
+        # the refit makes the final models, so trials only rank configurations: with the schedule whose rungs rank
+        # them best, on a subset of the images (the refit trains on all of them); a space's own value wins
+        explore = {"scheduler": EXPLORE_SCHEDULER, "train_subset": EXPLORE_SUBSET}
+        overrides.update({k: v for k, v in explore.items() if k not in space.params and k not in space.fixed})
     trial_settings = {"overrides": overrides, "latency": "latency_ms" in space.metrics,
                       "marker_dir": str(folder.resolve()), "refit": refit}
     fn = tune.with_parameters(train_trial, data=data, settings=trial_settings)

@@ -52,19 +52,20 @@ def slots(settings: dict[str, Any], gpus_per_trial: float) -> int:
     return max(1, fit)
 
 
-def refit_count(settings: dict[str, Any], gpus_per_trial: float) -> int:
+def refit_count(settings: dict[str, Any], free_slots: int, gpus_per_trial: float) -> int:
     """--refit, or else: one per slot on GPUs (a small network leaves a GPU share idle, so parallel refits are
     nearly free), one on CPUs (threads share the cores: two refits at once would each get half the epochs)."""
     if settings.get("refit"):
         return settings["refit"]
-    return slots(settings, gpus_per_trial) if gpus_per_trial > 0 else 1
+    return free_slots if gpus_per_trial > 0 else 1
 
 
-def refit_cpus(settings: dict[str, Any], gpus_per_trial: float, refits: int) -> float:
-    """CPUs per refit: on CPUs the refits share every slot's cores (one refit on 2 cores trains with 2 threads)."""
+def refit_cpus(settings: dict[str, Any], free_slots: int, gpus_per_trial: float, refits: int) -> float:
+    """CPUs (and torch threads) per refit: on CPUs the refits share all the slots' cores, whole cores each."""
+    per_trial = settings["cpus_per_trial"]
     if gpus_per_trial > 0:
-        return settings["cpus_per_trial"]
-    return max(settings["cpus_per_trial"], slots(settings, 0) * settings["cpus_per_trial"] // max(refits, 1))
+        return per_trial
+    return max(per_trial, free_slots * per_trial // max(refits, 1))
 
 
 def candidates(df: pd.DataFrame, count: int) -> pd.DataFrame:
@@ -167,7 +168,8 @@ def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: P
         tuner = tune.Tuner.restore(path, trainable=make_trainable(plan, cpus), resume_unfinished=True,
                                    resume_errored=True)
     else:
-        chosen = candidates(explore, refit_count(settings, gpus_per_trial))
+        free_slots = slots(settings, gpus_per_trial)
+        chosen = candidates(explore, refit_count(settings, free_slots, gpus_per_trial))
         if chosen.empty:
             print("refit: no exploration trial started; nothing to refit")
             return None
@@ -175,7 +177,7 @@ def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: P
         configs = trial_configs(experiment_path, trials)
         finish_s = finish_seconds(data, configs[str(trials[0])], len(trials))
         plan = {"trials": trials, "configs": configs, "finish_s": finish_s,
-                "deadline": started + budget_s - finish_s, "cpus": refit_cpus(settings, gpus_per_trial, len(trials))}
+                "deadline": started + budget_s - finish_s, "cpus": refit_cpus(settings, free_slots, gpus_per_trial, len(trials))}
         if plan["deadline"] <= time.time():
             print(f"refit: no time left (the closing exports need {finish_s:.0f} s); best/ is the best exploration "
                   f"trial. Give more --time-budget or a smaller --explore-share")

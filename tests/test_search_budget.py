@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cli
 from fer_core import runs
 from fer_core.config import load_yaml
-from jobs.search_refit import candidates, merge
+from jobs.search_refit import candidates, merge, refit_count, refit_cpus
 from jobs.search_space import parse_space
 
 SPACE = parse_space({"metric": "val_acc", "space": {"model": "cnn_small", "lr": {"loguniform": [1e-4, 1e-2]}}})
@@ -28,6 +28,16 @@ def test_refit_candidates_are_the_best_finished_trials_or_else_the_default():
     assert list(candidates(_explored(), 2)["trial"]) == [2, 0]
     nothing = _explored().assign(score=None, checkpoint=None)
     assert list(candidates(nothing, 2)["trial"]) == [0]  # no comparison made: the default configuration
+
+
+def test_on_cpus_one_refit_takes_every_core_and_on_gpus_each_slot_refits():
+    settings = {"cpus_per_trial": 1.0, "refit": None}
+    assert refit_count(settings, free_slots=2, gpus_per_trial=0) == 1
+    assert refit_cpus(settings, free_slots=2, gpus_per_trial=0, refits=1) == 2  # 2 torch threads
+    assert refit_cpus(settings, free_slots=4, gpus_per_trial=0, refits=3) == 1  # whole cores only
+    assert refit_count(settings, free_slots=4, gpus_per_trial=0.25) == 4
+    assert refit_cpus(settings, free_slots=4, gpus_per_trial=0.25, refits=4) == 1
+    assert refit_count({**settings, "refit": 3}, free_slots=2, gpus_per_trial=0) == 3  # --refit wins
 
 
 def test_merge_marks_refits_and_gives_them_their_trials_values():
