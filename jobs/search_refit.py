@@ -4,8 +4,9 @@ Exploration compares configurations on short trials (ASHA stops most at the firs
 checkpoint is not a finished model: without refit, a 45-minute CPU search handed back a model 2.4 points
 below the default trained alone for less time. With `--time-budget`, the search explores for
 `explore_share` of the budget (on a stratified `EXPLORE_SUBSET` of the training images unless the space sets
-`train_subset`), then trains the top configurations again from scratch on the whole split, all to one deadline (fer_core.budget plans each refit's epochs from the speed it measures) that leaves time
-for the closing exports; best/ and ensemble/ are made from the refits.
+`train_subset`), then trains the top configurations again from scratch on the whole split, all to one
+deadline (fer_core.budget plans each refit's epochs from the speed it measures) that leaves time for the
+closing exports; best/ and ensemble/ are made from the refits.
 
 A refit is its own Tune experiment (`NAME-refit` beside the search's), so a crashed refit worker resumes
 from its last epoch and `--resume` continues an interrupted refit like any trial.
@@ -60,12 +61,20 @@ def refit_count(settings: dict[str, Any], free_slots: int, gpus_per_trial: float
     return free_slots if gpus_per_trial > 0 else 1
 
 
-def refit_cpus(settings: dict[str, Any], free_slots: int, gpus_per_trial: float, refits: int) -> float:
-    """CPUs (and torch threads) per refit: on CPUs the refits share all the slots' cores, whole cores each."""
+def refit_cpus(settings: dict[str, Any], free_slots: int, gpus_per_trial: float, refits: int,
+               largest_node_cpus: float) -> float:
+    """CPUs (and torch threads) per refit: on CPUs the refits share all the slots' cores, whole cores each, and
+    no more than one node has (a trial runs on one node: asking for more would never be scheduled)."""
     per_trial = settings["cpus_per_trial"]
     if gpus_per_trial > 0:
         return per_trial
-    return max(per_trial, free_slots * per_trial // max(refits, 1))
+    return max(per_trial, min(free_slots * per_trial // max(refits, 1), largest_node_cpus))
+
+
+def largest_node_cpus() -> float:
+    import ray
+
+    return max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1.0)
 
 
 def candidates(df: pd.DataFrame, count: int) -> pd.DataFrame:
@@ -148,8 +157,9 @@ def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: P
               gpus_per_trial: float, experiment_path: str) -> pd.DataFrame | None:
     """Train the top exploration configurations again, from scratch, to one deadline; their result rows.
 
-    `make_trainable(plan, cpus)` gives the Tune trainable for a plan with `cpus` per refit (jobs.search); a resumed
-    search restores the refit experiment and its plan (the deadline counts anew from `started`, as the exploration's budget does).
+    `make_trainable(plan, cpus)` gives the Tune trainable for a plan with `cpus` per refit (jobs.search); a
+    resumed search restores the refit experiment and its plan (the deadline counts anew from `started`, as the
+    exploration's budget does).
     """
     from ray import tune
 
@@ -176,8 +186,9 @@ def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: P
         trials = [int(t) for t in chosen["trial"]]
         configs = trial_configs(experiment_path, trials)
         finish_s = finish_seconds(data, configs[str(trials[0])], len(trials))
-        plan = {"trials": trials, "configs": configs, "finish_s": finish_s,
-                "deadline": started + budget_s - finish_s, "cpus": refit_cpus(settings, free_slots, gpus_per_trial, len(trials))}
+        cpus = refit_cpus(settings, free_slots, gpus_per_trial, len(trials), largest_node_cpus())
+        plan = {"trials": trials, "configs": configs, "finish_s": finish_s, "cpus": cpus,
+                "deadline": started + budget_s - finish_s}
         if plan["deadline"] <= time.time():
             print(f"refit: no time left (the closing exports need {finish_s:.0f} s); best/ is the best exploration "
                   f"trial. Give more --time-budget or a smaller --explore-share")

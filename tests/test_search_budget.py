@@ -33,10 +33,11 @@ def test_refit_candidates_are_the_best_finished_trials_or_else_the_default():
 def test_on_cpus_one_refit_takes_every_core_and_on_gpus_each_slot_refits():
     settings = {"cpus_per_trial": 1.0, "refit": None}
     assert refit_count(settings, free_slots=2, gpus_per_trial=0) == 1
-    assert refit_cpus(settings, free_slots=2, gpus_per_trial=0, refits=1) == 2  # 2 torch threads
-    assert refit_cpus(settings, free_slots=4, gpus_per_trial=0, refits=3) == 1  # whole cores only
+    assert refit_cpus(settings, free_slots=2, gpus_per_trial=0, refits=1, largest_node_cpus=2) == 2  # 2 threads
+    assert refit_cpus(settings, free_slots=4, gpus_per_trial=0, refits=3, largest_node_cpus=4) == 1  # whole cores
+    assert refit_cpus(settings, free_slots=3, gpus_per_trial=0, refits=1, largest_node_cpus=1) == 1  # 3 1-CPU nodes
     assert refit_count(settings, free_slots=4, gpus_per_trial=0.25) == 4
-    assert refit_cpus(settings, free_slots=4, gpus_per_trial=0.25, refits=4) == 1
+    assert refit_cpus(settings, free_slots=4, gpus_per_trial=0.25, refits=4, largest_node_cpus=16) == 1
     assert refit_count({**settings, "refit": 3}, free_slots=2, gpus_per_trial=0) == 3  # --refit wins
 
 
