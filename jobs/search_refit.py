@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the CLI reads this module's defaults before any heavy impor
 
     from jobs.search_space import SearchSpace
 
-EXPLORE_SHARE = 0.25    # of the budget: exploration; the rest refits (BENCHMARKS.md, "search: exploration and refit")
+EXPLORE_SHARE = 0.25    # of the budget: exploration; the rest refits (BENCHMARKS.md, "fertune search --time-budget")
 # training images an exploration trial sees when a refit follows: rungs only rank configurations, so on a CPU a
 # subset compares ~3.5x as many of them on FER2013 (28,709 images); data this small or smaller is used whole
 EXPLORE_SUBSET = 8000
