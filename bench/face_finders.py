@@ -84,7 +84,7 @@ def finders() -> dict[str, Callable[[], Any]]:
     """name -> a maker of a fresh finder (push(image, item) / finish(), as fer_core.face_finder's)."""
     out: dict[str, Callable[[], Any]] = {"haar": FaceFinder, "haar-full": lambda: FaceFinder(detect_every=1)}
     if yunet.available():
-        for scale in (1.0, 0.75, 0.5):
+        for scale in (1.0, 0.75, 0.5, 0.45, 0.4):
             out[f"yunet@{scale:g}"] = lambda s=scale: EveryFrame(faces.FaceDetector("yunet", scale=s))
         out["yunet-keys@0.5"] = YunetKeyFrames
     return out

@@ -111,15 +111,42 @@ class LocalCluster:
     def start(self, workers: int = 2, s3: bool = True) -> "LocalCluster":
         if s3:
             self.start_s3()
-        self.nodes.append(self._ray_start("--head", "--port", str(self.port), "--temp-dir", self.temp_dir,
-                                          "--include-dashboard", "false"))
-        wait_until(lambda: port_open(self.port), 90, "the head node's GCS port")
+        self._start_head()
         for i in range(workers):
             # one at a time: nodes starting together on one machine take the same socket names in the
             # shared session folder, and the second raylet dies ('bind: Address already in use')
             self.add_worker()
             self.wait_for_nodes(2 + i)
         return self
+
+    def _start_head(self, tries: int = 3) -> None:
+        """The head node, once its GCS port answers. A head that exits or stays silent is started again on fresh
+        ports: free_port() only proves a port was free a moment ago, and a busy machine can take it meanwhile."""
+        for attempt in range(1, tries + 1):
+            head = self._ray_start("--head", "--port", str(self.port), "--temp-dir", self.temp_dir,
+                                   "--include-dashboard", "false")
+            try:
+                wait_until(lambda: port_open(self.port) or head.poll() is not None, 90, "the head node's GCS port")
+            except TimeoutError:
+                pass
+            if head.poll() is None and port_open(self.port):
+                self.nodes.append(head)
+                return
+            _stop(head)
+            log = self._log_tail("node0.log")
+            if attempt == tries:
+                raise TimeoutError(f"the head node never opened its GCS port {self.port} ({tries} tries; exit "
+                                   f"code {head.returncode}); the end of its log:\n{log}")
+            print(f"head node attempt {attempt} failed (exit code {head.returncode}); starting it again on fresh "
+                  f"ports. Its log ended:\n{log}", file=sys.stderr)
+            self.port = free_port()
+
+    def _log_tail(self, log: str, lines: int = 30) -> str:
+        try:
+            with open(os.path.join(self.temp_dir, log)) as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError as err:
+            return f"(no log: {err})"
 
     def start_s3(self) -> "LocalCluster":
         """moto's S3 server on 127.0.0.1 with BUCKET in it; this process's S3 clients are pointed at it."""

@@ -20,6 +20,7 @@ class TrainConfig:
     # model
     model: str = "resnet18"            # (str) registry name: resnet18 | cnn_small | vit
     pretrained: str | None = None      # (path) torchvision ImageNet weights file; None = from scratch
+    init_weights: str | None = None    # (path) start from this fertune model's weights (a .pt, run folder or bundled name: fine-tuning); None = fresh
     head_width: int = 256              # (int) hidden width of the classifier head; 0 = linear head
     dropout: float = 0.5               # (float) dropout before the head's first layer
     dropout2: float | None = None      # (float) dropout before the last layer; None = dropout / 2

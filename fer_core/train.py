@@ -167,6 +167,25 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
     return value < best if metric == "val_loss" else value > best
 
 
+def load_init_weights(model: nn.Module, cfg: TrainConfig) -> None:
+    """Load cfg.init_weights' network (its first checkpoint, for an ensemble) into `model`, which must be the
+    same architecture: the checkpoint's model and every tensor shape must match cfg's."""
+    files, _ = runs.resolve_checkpoints(cfg.init_weights)
+    ckpt = ckpt_io.load_checkpoint(files[0])
+    if ckpt["model_name"] != cfg.model:
+        raise ValueError(f"init_weights {files[0]} is a {ckpt['model_name']} and this run trains a {cfg.model}; "
+                         f"set model={ckpt['model_name']} or start from another checkpoint")
+    own = model.state_dict()
+    differ = [f"{k} {tuple(v.shape)} against {tuple(own[k].shape)}" for k, v in ckpt["state_dict"].items()
+              if k in own and v.shape != own[k].shape]
+    missing = sorted(set(own) ^ set(ckpt["state_dict"]))
+    if differ or missing:
+        raise ValueError(f"init_weights {files[0]} does not fit this run's {cfg.model}: "
+                         f"{'; '.join(differ[:3] or missing[:3])}; its settings were "
+                         f"{ckpt['model_kwargs']} (match head_width, dropout and img_size to them)")
+    model.load_state_dict(ckpt["state_dict"])
+
+
 # ------------------------------------------------------------------------------------------------ fit
 def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, report: Report | None = None,
         resume: bool = False, log: Callable[[str], None] = print,
@@ -194,7 +213,10 @@ def fit(cfg: TrainConfig, data: FerData, run_dir: str | Path | None = None, repo
         from fer_core.data import stratified_subset
 
         train = stratified_subset(train, cfg.train_subset, cfg.seed)
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
+    if cfg.init_weights and not resume:  # a resumed run's last.pt holds newer weights
+        load_init_weights(model, cfg)
+    model = model.to(device)
     channels_last = use_channels_last(cfg, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -52,7 +52,7 @@ class VideoSettings:
     detect_scale: float = setting(VIDEO_DETECT_SCALE, "yunet: frames are shrunk by this factor before detection "
                                                       "(0.5: a quarter of the pixels; faces under ~32 px tall may "
                                                       "be missed)", metavar="X")
-    plots: bool = setting(True, f"draw {runs.TIMELINE} per video (matplotlib, ~0.3 s of a core per video)")
+    plots: bool = setting(True, f"draw {runs.TIMELINE} per video (drawn with OpenCV, ~20 ms a video)")
     batch_size: int = setting(64, "face crops per classification batch", metavar="B")
     gpus_per_worker: float = setting(0.0, "GPUs per classifier actor (fractions share a GPU); 0 classifies on CPU",
                                      metavar="G")

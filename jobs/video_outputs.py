@@ -62,30 +62,12 @@ def frames_table(video: str, frame: np.ndarray, t: np.ndarray, face_id: np.ndarr
     return temporal.add_temporal(df, window=window)
 
 
-def plot_timeline(frames: pd.DataFrame, path: Path, title: str) -> str:
-    """timeline.png: smoothed probabilities over time, one panel per face. Returns '' or why it was skipped."""
-    try:
-        from matplotlib.figure import Figure  # no pyplot: nothing global to close in a long-lived writer
-    except ImportError:
-        return f"{runs.TIMELINE} not drawn: matplotlib is missing (pip install 'fertune[report]')"
-    # The six faces seen most often (one-sample tracks are mostly detector noise), in id order.
-    face_ids = sorted(frames["face_id"].value_counts().index[:6])
-    height = 0.6 + 1.9 * len(face_ids)  # inches
-    fig = Figure(figsize=(9, height))
-    axes = fig.subplots(len(face_ids), 1, squeeze=False, sharex=True)
-    for ax, face_id in zip(axes[:, 0], face_ids):
-        g = frames[frames["face_id"] == face_id]
-        for c in CLASSES:
-            ax.plot(g["t"], g[f"s_{c}"], label=c, lw=1.2, marker=".", ms=3)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel(f"face {face_id}")
-    axes[0, 0].set_title(title, fontsize=9)
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), ncol=7, fontsize=7, loc="lower center")
-    axes[-1, 0].set_xlabel("seconds (moving average over the window)")
-    # fixed margins in inches (tight_layout measures every text and costs more than the drawing)
-    fig.subplots_adjust(left=0.8 / 9, right=1 - 0.2 / 9, top=1 - 0.35 / height, bottom=0.95 / height, hspace=0.12)
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
-    return ""
+def plot_timeline(frames: pd.DataFrame, path: Path, title: str) -> None:
+    """timeline.png: smoothed probabilities over time, one panel per face (jobs.timeline_png)."""
+    from jobs.timeline_png import draw_timeline, encode_png
+
+    png = encode_png(draw_timeline(frames, title))
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(png))
 
 
 def write_video_outputs(out_dir: str | Path, frames: pd.DataFrame, summary: dict[str, Any], sample_step: float,
@@ -98,13 +80,9 @@ def write_video_outputs(out_dir: str | Path, frames: pd.DataFrame, summary: dict
     _atomic(out_dir / runs.FRAMES, lambda tmp: frames.to_parquet(tmp, index=False))
     _atomic(out_dir / runs.SEGMENTS, lambda tmp: segs.to_csv(tmp, index=False, float_format="%.3f"))
     summary = temporal.summarize(frames, segs, summary.pop("duration"), summary.pop("frames_sampled"), **summary)
-    notes = list(summary.get("notes", []))
     if plot and len(frames):
-        note = plot_timeline(frames, out_dir / runs.TIMELINE, summary.get("video", out_dir.name))
-        if note:
-            notes.append(note)
+        plot_timeline(frames, out_dir / runs.TIMELINE, summary.get("video", out_dir.name))
     elif not plot:  # --no-plots: a timeline left by an earlier run would show other outputs than these
         (out_dir / runs.TIMELINE).unlink(missing_ok=True)
-    summary["notes"] = notes
     runs.atomic_write_text(out_dir / runs.SUMMARY, json.dumps(summary, indent=1))
     return summary

@@ -216,7 +216,7 @@ def write_row(row: dict[str, Any], settings: dict[str, Any], watch: DriverWatch 
 
 
 class Writer:
-    """Stage 3 as an actor: one long-lived process keeps pandas, pyarrow and matplotlib imported.
+    """Stage 3 as an actor: one long-lived process keeps pandas, pyarrow and OpenCV imported.
 
     As tasks, every write started whichever worker process was free, and Ray retires idle workers
     within a second, so new ones kept paying those imports (measured: 6 short-lived workers, ~18 CPU
@@ -224,10 +224,8 @@ class Writer:
     """
 
     def __init__(self, settings: dict[str, Any], watch: DriverWatch | None = None):
+        import jobs.timeline_png  # noqa: F401  (imported once here, not in the first video's time)
         import jobs.video_outputs  # noqa: F401
-
-        if settings.get("plots", True):
-            import matplotlib.figure  # noqa: F401  (imported once here, not in the first video's time)
 
         self.settings, self.watch = settings, watch
 

@@ -134,3 +134,18 @@ def test_pretrained_backbone_is_frozen_for_freeze_epochs_then_trained(demo_data,
     assert torch.equal(backbone[0][key], start)          # epoch 1: frozen
     assert not torch.equal(backbone[1][key], start)      # epoch 2: trained
     assert not torch.equal(backbone[0]["head.5.weight"], backbone[1]["head.5.weight"])
+
+
+def test_init_weights_starts_from_a_trained_model_and_refuses_another_architecture(demo_data, trained_run, tmp_path):
+    """init_weights (fine-tuning, a refit continuing its trial): a near-zero learning rate keeps the trained
+    run's accuracy, where the same run from fresh weights is near chance; a different head is refused."""
+    common = {"model": "cnn_small", "epochs": 1, "lr": 1e-9, "lr_min": 1e-10, "train_subset": 140, "seed": 1}
+    tuned = fit(config.resolve({**common, "init_weights": str(trained_run.path)}), demo_data, log=lambda *a: None)
+    fresh = fit(config.resolve(common), demo_data, log=lambda *a: None)
+    assert tuned.history[-1]["val_acc"] > 0.75 > 0.35 > fresh.history[-1]["val_acc"]
+    with pytest.raises(ValueError, match="head_width"):
+        fit(config.resolve({**common, "head_width": 64, "init_weights": str(trained_run.path)}), demo_data,
+            log=lambda *a: None)
+    with pytest.raises(ValueError, match="model=cnn_small"):
+        fit(config.resolve({"model": "resnet18", "init_weights": str(trained_run.path)}), demo_data,
+            log=lambda *a: None)
