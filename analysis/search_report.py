@@ -174,8 +174,9 @@ def build(folder: Path, out: Path, page: Page, data_override: str | None) -> Non
     _leaderboard(page, df, metrics_, params, live)
     if not refits.empty:
         page.section("refits", "Refits")
-        page.text("After exploring, the search trained its best configurations again from scratch to the time "
-                  "budget's end; best/ and ensemble/ are made from these refits.")
+        page.text("After exploring, the search trained its best configurations again on all the training images "
+                  "to the time budget's end, each continuing its trial's last checkpoint (unless --refit-from "
+                  "scratch); best/ and ensemble/ are made from these refits.")
         page.table(refits)
     _importance(page, out, df, params, score, modes[0])
     _curves(page, out, df, metrics_[0])

@@ -2,7 +2,7 @@
 # `fertune search --time-budget` on one GPU without Ray or Optuna (the GPU box has neither), same plan:
 # exploration for EXPLORE_SHARE of the budget (P worker processes share the GPU and take sampled
 # configurations from a common queue; short trials with the wsd schedule, as the search's trials), then
-# the top P configurations refit from scratch at once, each a fer_core.train.fit with a TimeBudget to one
+# the top P configurations refit at once, each continuing its trial's last checkpoint, a fer_core.train.fit with a TimeBudget to one
 # deadline, then the refits' test scores and their greedy ensemble (chosen on validation).
 # Prints the exploration's aggregate throughput (target >= 20,000 img/s on an H100), the best refit's and
 # the ensemble's private_test accuracy (target >= 72 %), and writes $OUT/gpu_search/summary.json.
@@ -94,17 +94,23 @@ def explore(rank, todo, done, deadline):
 
 
 def refit(rank, index, overrides, deadline, done):
-    """One configuration from scratch, its epochs planned to end by `deadline` (fertune's TimeBudget)."""
+    """One configuration on all the images, its epochs planned to end by `deadline` (fertune's TimeBudget),
+    continuing its trial's last checkpoint as the search does (jobs.search_refit.REFIT_FROM)."""
     from fer_core.budget import TimeBudget
     from fer_core.config import resolve
     from fer_core.data import load_data
     from fer_core.train import fit
+    from jobs.search_refit import REFIT_FROM
 
     data = load_data(DATA, seed=0)
+    last = OUT / f"trial_{index:03d}" / "weights" / "last.pt"
+    start = {"init_weights": str(last)} if REFIT_FROM == "trial" and last.is_file() else {}
     budget = TimeBudget(deadline=deadline, final_images=0, minutes=(deadline - time.time()) / 60)
     t0 = time.time()
-    result = fit(resolve(overrides), data, run_dir=OUT / f"refit_{index:03d}", log=lambda _m: None, budget=budget)
+    result = fit(resolve({**overrides, **start}), data, run_dir=OUT / f"refit_{index:03d}", log=lambda _m: None,
+                 budget=budget)
     done.put({"phase": "refit", "trial": index, "proc": rank, "config": overrides, "epochs_done": result.epochs_done,
+              "start": "trial" if start else "scratch",
               "epochs_planned": result.config.epochs, "seconds": time.time() - t0,
               "measured_img_s": result.config.measured_img_s, result.config.metric: result.best_metric})
 

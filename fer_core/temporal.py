@@ -162,8 +162,9 @@ def add_temporal(frames: pd.DataFrame, window: int = VideoSettings.window,
     frames = frames.sort_values(["face_id", "t"], kind="stable").reset_index(drop=True)
     s = np.zeros((len(frames), len(CLASSES)), np.float32)
     e, d = np.zeros_like(s), np.zeros_like(s)
+    probs = frames[P_COLS].to_numpy(np.float32)
     for _, idx in frames.groupby("face_id", sort=False).indices.items():
-        p = frames[P_COLS].to_numpy(np.float32)[idx]
+        p = probs[idx]
         s[idx] = moving_average(p, window)
         e[idx] = ema(p, alpha)
         d[idx] = deltas(s[idx])

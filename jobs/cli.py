@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): compute as the training run validated (bf16 autocast on CUDA and on "
                         "CPUs with native bf16); fp32: the exact reference")
 
-    from jobs.search_refit import EXPLORE_SHARE
+    from jobs.search_refit import EXPLORE_SHARE, REFIT_FROM, REFIT_FROM_CHOICES
 
     p = sub.add_parser("search", help="hyperparameter search with Ray Tune + Optuna (runs/search/NAME)",
                        description="Ray Tune + Optuna (TPE) + ASHA over TrainConfig keys; see docs/search.md.")
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the resources allow)")
     p.add_argument("--epochs", type=int, help="fix every trial's epochs (overrides the space)")
     p.add_argument("--time-budget", type=float, metavar="MIN",
-                   help="the whole search in MIN minutes: exploration, then the best configurations refit from scratch "
+                   help="the whole search in MIN minutes: exploration, then the best configurations refit on all the images "
                         "(on CPUs one with all the cores; on GPUs one per free slot), then best/ and ensemble/ from the "
                         "refits (counts anew on --resume)")
     p.add_argument("--explore-share", type=float, metavar="F",
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refit", type=int, metavar="N",
                    help="with --time-budget: configurations refit at full length (default: 1 on CPUs, with all their "
                         "cores; one per free slot on GPUs; 0: none, best/ is the best exploration trial)")
+    p.add_argument("--refit-from", choices=REFIT_FROM_CHOICES,
+                   help=f"with --time-budget: where a refit starts (default {REFIT_FROM}: continue its exploration "
+                        f"trial's last checkpoint; scratch: fresh weights)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial, also its torch threads (default 1)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU (default 1 when the cluster has GPUs)")
     p.add_argument("--metric", action="append", metavar="M",

@@ -21,7 +21,7 @@ from fer_core import runs
 from fer_core.runs import run_folder
 from fer_core.stop import sigterm_kept
 from jobs import search_wandb, storage
-from jobs.search_refit import EXPLORE_SCHEDULER, EXPLORE_SHARE, EXPLORE_SUBSET
+from jobs.search_refit import EXPLORE_SCHEDULER, EXPLORE_SHARE, EXPLORE_SUBSET, REFIT_FROM
 from jobs.search_space import SearchSpace, default_point, load_space, parse_space
 from jobs.trainable import CRASH_ENV, trial_dirname, trial_name
 
@@ -70,6 +70,7 @@ def _settings(args: Any, space: SearchSpace, folder: Path) -> dict[str, Any]:
         "max_failures": DEFAULTS["max_failures"],
         # with a time budget: the share that explores, and the configurations refit after it (None: one per slot)
         "explore_share": share or EXPLORE_SHARE, "refit": refit,
+        "refit_from": getattr(args, "refit_from", None) or REFIT_FROM,
     }
 
 

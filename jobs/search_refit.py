@@ -4,7 +4,8 @@ Exploration compares configurations on short trials (ASHA stops most at the firs
 checkpoint is not a finished model: without refit, a 45-minute CPU search handed back a model 2.4 points
 below the default trained alone for less time. With `--time-budget`, the search explores for
 `explore_share` of the budget (on a stratified `EXPLORE_SUBSET` of the training images unless the space sets
-`train_subset`), then trains the top configurations again from scratch on the whole split, all to one
+`train_subset`), then trains the top configurations again on the whole split (each continuing its trial's last
+checkpoint, or from scratch with `--refit-from scratch`), all to one
 deadline (fer_core.budget plans each refit's epochs from the speed it measures) that leaves time for the
 closing exports; best/ and ensemble/ are made from the refits.
 
@@ -31,6 +32,10 @@ EXPLORE_SHARE = 0.25    # of the budget: exploration; the rest refits (BENCHMARK
 # subset compares ~3.5x as many of them on FER2013 (28,709 images); data this small or smaller is used whole
 EXPLORE_SUBSET = 8000
 EXPLORE_SCHEDULER = "wsd"  # the trials' schedule when a refit follows (bench/fidelity_ab.py; docs/search.md)
+# where a refit starts: "trial" continues its exploration trial's last checkpoint (a 20-minute refit on FER2013 scored
+# +0.9 points test, +1.3 val against "scratch": bench/refit_continue_ab.py, BENCHMARKS.md), "scratch" from fresh weights
+REFIT_FROM = "trial"
+REFIT_FROM_CHOICES = ("trial", "scratch")
 FINISH_FIXED_S = 15.0   # the closing exports' model loads, file writes and Ray's shutdown (demo: under 10 s)
 REFIT_SUFFIX = "-refit"
 REFIT_PLAN = "refit.json"  # in the search folder: the chosen trials, their configs, the closing exports' seconds
@@ -82,6 +87,15 @@ def candidates(df: pd.DataFrame, count: int) -> pd.DataFrame:
     default configuration (trial 0): a budget too short to compare anything still ends with a refit model."""
     pool = df[df["checkpoint"].notna() & df["score"].notna() & df["status"].isin(runs.STATUS_DONE)]
     return pool.head(count) if len(pool) else df[df["trial"] == 0]
+
+
+def start_checkpoints(chosen: pd.DataFrame, settings: dict[str, Any]) -> dict[str, str]:
+    """{trial number: its latest checkpoint's last.pt (a path or storage URI)} for the refits to continue; empty
+    with --refit-from scratch. A trial without a checkpoint (the no-epoch fallback) starts from scratch."""
+    if settings.get("refit_from", REFIT_FROM) != "trial":
+        return {}
+    return {str(int(row["trial"])): row["checkpoint"].rsplit("/", 1)[0] + "/" + runs.LAST
+            for _, row in chosen.iterrows() if isinstance(row["checkpoint"], str)}
 
 
 # what only exploration uses: a refit trains on the whole training split, for as long as its budget plans
@@ -148,14 +162,15 @@ def format_refits(df: pd.DataFrame, space: SearchSpace) -> str:
     table = runs.refits_beside_explored(df, runs.objective_column(space.metric))
     if table.empty:
         return ""
-    return "refits (full length, from scratch):\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}",
+    return "refits (full length, all training images):\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}",
                                                                      na_rep="-")
 
 
 def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, explore: pd.DataFrame,
               restore: bool, started: float, make_trainable: Callable[[dict[str, Any], float], Any],
               gpus_per_trial: float, experiment_path: str) -> pd.DataFrame | None:
-    """Train the top exploration configurations again, from scratch, to one deadline; their result rows.
+    """Train the top exploration configurations again on the whole split to one deadline (continuing each trial's
+    last checkpoint unless --refit-from scratch); their result rows.
 
     `make_trainable(plan, cpus)` gives the Tune trainable for a plan with `cpus` per refit (jobs.search); a
     resumed search restores the refit experiment and its plan (the deadline counts anew from `started`, as the
@@ -188,13 +203,14 @@ def run_refit(settings: dict[str, Any], space: SearchSpace, data: Any, folder: P
         finish_s = finish_seconds(data, configs[str(trials[0])], len(trials))
         cpus = refit_cpus(settings, free_slots, gpus_per_trial, len(trials), largest_node_cpus())
         plan = {"trials": trials, "configs": configs, "finish_s": finish_s, "cpus": cpus,
-                "deadline": started + budget_s - finish_s}
+                "deadline": started + budget_s - finish_s, "starts": start_checkpoints(chosen, settings)}
         if plan["deadline"] <= time.time():
             print(f"refit: no time left (the closing exports need {finish_s:.0f} s); best/ is the best exploration "
                   f"trial. Give more --time-budget or a smaller --explore-share")
             return None
         runs.write_json(saved, plan)
-        print(f"\nrefit: trials {', '.join(map(str, trials))} from scratch, at once, {plan['cpus']:g} CPUs each, "
+        start = "continuing their last checkpoints" if plan["starts"] else "from scratch"
+        print(f"\nrefit: trials {', '.join(map(str, trials))} {start}, at once, {plan['cpus']:g} CPUs each, "
               f"{(plan['deadline'] - time.time()) / 60:.1f} min each (the closing exports keep {finish_s:.0f} s)")
         tuner = tune.Tuner(
             make_trainable(plan, plan["cpus"]), param_space={"refit_of": tune.grid_search(trials)},

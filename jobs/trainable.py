@@ -6,6 +6,7 @@ checkpoint back into a run folder and calls `fit(resume=True)`, which continues 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -115,8 +116,9 @@ def train_trial(config: dict[str, Any], data: Any = None, settings: dict[str, An
     ctx = tune.get_context()
     index = trial_index(ctx.get_trial_name())
     refit = settings.get("refit")
+    refit_of = config.get("refit_of")
     if refit:
-        config = refit["configs"][str(config["refit_of"])]
+        config = refit["configs"][str(refit_of)]
     cfg = resolve({**config, **settings.get("overrides", {})})
     run_dir = Path(ctx.get_trial_dir()) / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -154,8 +156,14 @@ def train_trial(config: dict[str, Any], data: Any = None, settings: dict[str, An
 
     # fit's per-epoch lines go to the trial's worker log (Ray keeps them off the user's console)
     budget = None
-    if refit and start_epoch == 0:  # a resumed refit keeps the plan its config.yaml records
+    if refit and start_epoch == 0:  # a resumed refit keeps the plan (and the weights) its run folder records
         from fer_core.budget import TimeBudget
+
+        start = refit.get("starts", {}).get(str(refit_of))
+        if start:  # continue the exploration trial: its last.pt, copied here from wherever storage keeps it
+            from jobs.search_results import fetch_file
+
+            cfg = dataclasses.replace(cfg, init_weights=str(fetch_file(start, run_dir / "init_weights.pt")))
 
         budget = TimeBudget(deadline=refit["deadline"], final_images=0,
                             minutes=max(refit["deadline"] - time.time(), 1.0) / 60)

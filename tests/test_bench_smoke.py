@@ -33,6 +33,7 @@ def test_gpu_search_smoke(tmp_path):
     # exploration, then a refit per process; best is the refit chosen on validation, with its test score
     best, refits = summary["best"], [r for r in summary["results"] if r["phase"] == "refit"]
     assert len(refits) == 2 and best["phase"] == "refit" and best["epochs_done"] == best["epochs_planned"] >= 1
+    assert {r["start"] for r in refits} == {"trial"}  # each continued its exploration trial, as the search does
     assert best["val_macro_f1"] == max(r["val_macro_f1"] for r in refits)
     assert best["split"] == "test" and 0 <= best["test_accuracy"] <= 1
     assert 0 <= summary["ensemble"]["test_accuracy"] <= 1 and best["trial"] in summary["ensemble"]["members"]

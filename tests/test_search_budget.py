@@ -1,5 +1,5 @@
-"""`fertune search --time-budget MIN`: exploration, then the best configurations refit from scratch to the
-budget's end, then best/ and ensemble/ from the refits; results.parquet marks the refit rows."""
+"""`fertune search --time-budget MIN`: exploration, then the best configurations refit (continuing their trials'
+checkpoints) to the budget's end, then best/ and ensemble/ from the refits; results.parquet marks the refit rows."""
 from __future__ import annotations
 
 import time
@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cli
 from fer_core import runs
 from fer_core.config import load_yaml
-from jobs.search_refit import candidates, merge, refit_count, refit_cpus
+from jobs.search_refit import candidates, merge, refit_count, refit_cpus, start_checkpoints
 from jobs.search_space import parse_space
 
 SPACE = parse_space({"metric": "val_acc", "space": {"model": "cnn_small", "lr": {"loguniform": [1e-4, 1e-2]}}})
@@ -28,6 +28,15 @@ def test_refit_candidates_are_the_best_finished_trials_or_else_the_default():
     assert list(candidates(_explored(), 2)["trial"]) == [2, 0]
     nothing = _explored().assign(score=None, checkpoint=None)
     assert list(candidates(nothing, 2)["trial"]) == [0]  # no comparison made: the default configuration
+
+
+def test_refits_continue_their_trials_last_checkpoints_unless_told_scratch():
+    chosen = candidates(_explored().assign(checkpoint=["s3://b/x/trial_c/checkpoint_000001/best.pt", "/l/a/best.pt",
+                                                       "b.pt", None]), 2)
+    assert start_checkpoints(chosen, {}) == {"2": "s3://b/x/trial_c/checkpoint_000001/last.pt", "0": "/l/a/last.pt"}
+    assert start_checkpoints(chosen, {"refit_from": "scratch"}) == {}
+    fallback = candidates(_explored().assign(score=None, checkpoint=None), 2)  # nothing to continue
+    assert start_checkpoints(fallback, {}) == {}
 
 
 def test_on_cpus_one_refit_takes_every_core_and_on_gpus_each_slot_refits():
@@ -63,8 +72,10 @@ def test_bad_split_is_refused(tmp_path):
 def test_a_two_minute_demo_search_ends_in_time_and_best_is_a_full_length_refit(tmp_path):
     project = tmp_path / "runs"
     t0 = time.monotonic()
+    # half the budget explores: at the default quarter no demo trial ends an epoch on 2 cores, and the refit of
+    # the default configuration would have no checkpoint to continue
     res = run_cli("search", "--data", "demo", "--space", "demo.yaml", "--num-samples", "4", "--time-budget", "2",
-                  "--project", str(project), "--name", "b", cwd=tmp_path)
+                  "--explore-share", "0.5", "--project", str(project), "--name", "b", cwd=tmp_path)
     wall = time.monotonic() - t0
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert wall <= 2 * 60 + 20, f"took {wall:.0f} s for a 2-minute budget"
@@ -78,6 +89,10 @@ def test_a_two_minute_demo_search_ends_in_time_and_best_is_a_full_length_refit(t
     # the refit's plan came from the budget: its config records the measured speed and the planned steps
     config = load_yaml(project / "b" / runs.BEST_DIR / runs.CONFIG)
     assert config["measured_img_s"] > 0 and config["planned_steps"] > 0
-    assert "refits (full length, from scratch)" in res.stdout
+    # ... and it continued its exploration trial's last checkpoint (copied into the refit's folder)
+    starts = runs.read_json(project / "b" / "refit.json")["starts"]
+    assert str(best["trial"]) in starts and starts[str(best["trial"])].endswith("/last.pt")
+    assert config["init_weights"].endswith("init_weights.pt")
+    assert "refits (full length, all training images)" in res.stdout
     show = run_cli("search", "--name", "b", "--project", str(project), "--show", cwd=tmp_path)
-    assert show.returncode == 0 and "refits (full length, from scratch)" in show.stdout
+    assert show.returncode == 0 and "refits (full length, all training images)" in show.stdout
