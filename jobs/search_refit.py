@@ -94,7 +94,9 @@ def start_checkpoints(chosen: pd.DataFrame, settings: dict[str, Any]) -> dict[st
     with --refit-from scratch. A trial without a checkpoint (the no-epoch fallback) starts from scratch."""
     if settings.get("refit_from", REFIT_FROM) != "trial":
         return {}
-    return {str(int(row["trial"])): row["checkpoint"].rsplit("/", 1)[0] + "/" + runs.LAST
+    from jobs.search_results import sibling
+
+    return {str(int(row["trial"])): sibling(row["checkpoint"], runs.LAST)
             for _, row in chosen.iterrows() if isinstance(row["checkpoint"], str)}
 
 

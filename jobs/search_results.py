@@ -187,7 +187,8 @@ def fetch_file(uri: str, dest: Path) -> Path:
     return dest
 
 
-def _sibling(uri: str, name: str) -> str:
+def sibling(uri: str, name: str) -> str:
+    """The file `name` beside `uri` (a path or a storage URI): a checkpoint's other files."""
     return uri.rsplit("/", 1)[0] + "/" + name
 
 
@@ -201,7 +202,7 @@ def export_best(row: pd.Series, folder: Path, data: Any, data_arg: str) -> dict[
     fetch_file(row["checkpoint"], runs.weights(best))
     for name in (runs.CONFIG, runs.METRICS):
         try:
-            fetch_file(_sibling(row["checkpoint"], name), best / name)
+            fetch_file(sibling(row["checkpoint"], name), best / name)
         except (FileNotFoundError, OSError):
             pass
     runs.write_json(best / runs.TRIAL, {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
