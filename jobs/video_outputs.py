@@ -80,6 +80,7 @@ def write_video_outputs(out_dir: str | Path, frames: pd.DataFrame, summary: dict
     _atomic(out_dir / runs.FRAMES, lambda tmp: frames.to_parquet(tmp, index=False))
     _atomic(out_dir / runs.SEGMENTS, lambda tmp: segs.to_csv(tmp, index=False, float_format="%.3f"))
     summary = temporal.summarize(frames, segs, summary.pop("duration"), summary.pop("frames_sampled"), **summary)
+    summary.setdefault("notes", [])
     if plot and len(frames):
         plot_timeline(frames, out_dir / runs.TIMELINE, summary.get("video", out_dir.name))
     elif not plot:  # --no-plots: a timeline left by an earlier run would show other outputs than these
