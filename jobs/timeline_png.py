@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from fer_core import temporal
 from fer_core.labels import CLASSES
 
 WIDTH = 720
@@ -76,8 +77,8 @@ def draw_timeline(frames: pd.DataFrame, title: str) -> np.ndarray:
         _text(canvas, label, LEFT + 5, top + 5 + h // 2, 0.4)
         g = frames[frames["face_id"] == face_id].sort_values("t")
         xs = x_of(g["t"].to_numpy(np.float64))
-        for colour, c in zip(COLOURS, CLASSES):
-            ys = bottom - np.clip(g[f"s_{c}"].to_numpy(np.float64), 0, 1) * PANEL_HEIGHT
+        for colour, column in zip(COLOURS, temporal.S_COLS):
+            ys = bottom - np.clip(g[column].to_numpy(np.float64), 0, 1) * PANEL_HEIGHT
             points = np.round(np.stack([xs, ys], axis=1) * 4).astype(np.int32)  # 2 fractional bits: smooth lines
             cv2.polylines(canvas, [points], False, colour, 1, cv2.LINE_AA, shift=2)
             if len(points) == 1:  # a one-sample track has no line to draw: a dot shows it
