@@ -204,28 +204,31 @@ def segments(frames: pd.DataFrame, sample_step: float, max_gap_s: float | None =
 def summarize(frames: pd.DataFrame, segs: pd.DataFrame, duration: float, frames_sampled: int,
               **extra: Any) -> dict[str, Any]:
     """summary.json: duration, frames sampled, faces, share of time per emotion per face, transitions."""
+    # seconds per face and emotion, and each face's samples, by one groupby each (not a filter per face)
+    length = (segs["end_t"] - segs["start_t"]).clip(lower=0)
+    by_emotion = length.groupby([segs["face_id"], segs["emotion"]]).sum().unstack(fill_value=0.0)
+    by_emotion = by_emotion.reindex(columns=CLASSES, fill_value=0.0).sort_index()
+    samples = frames.groupby("face_id")["t"].agg(["size", "min", "max"])
     per_face, total = {}, dict.fromkeys(CLASSES, 0.0)
-    for face_id, g in segs.groupby("face_id", sort=True):
-        length = (g["end_t"] - g["start_t"]).clip(lower=0)
-        seconds = {c: float(length[g["emotion"] == c].sum()) for c in CLASSES}
+    for face_id, row in by_emotion.iterrows():
+        seconds = {c: float(row[c]) for c in CLASSES}
         covered = sum(seconds.values())
         for c in CLASSES:
             total[c] += seconds[c]
-        samples = frames[frames["face_id"] == face_id]
+        seen = samples.loc[face_id]
         per_face[str(int(face_id))] = {
-            "samples": int(len(samples)),
-            "first_t": float(samples["t"].min()), "last_t": float(samples["t"].max()),
+            "samples": int(seen["size"]), "first_t": float(seen["min"]), "last_t": float(seen["max"]),
             "seconds": round(covered, 3),
             "share": {c: (seconds[c] / covered if covered else 0.0) for c in CLASSES},
             "dominant": max(seconds, key=seconds.get) if covered else None,
         }
     transitions = []
-    for face_id, g in segs.sort_values(["face_id", "start_t"]).groupby("face_id", sort=True):
-        rows = g.to_dict("records")
-        for a, b in zip(rows, rows[1:]):
-            if abs(a["end_t"] - b["start_t"]) < 1e-9:  # adjacent runs, not a gap in the track
-                transitions.append({"face_id": int(face_id), "t": round(b["start_t"], 3), "from": a["emotion"],
-                                    "to": b["emotion"]})
+    ordered = segs.sort_values(["face_id", "start_t"])
+    face, emotion, start, end = (ordered[c].to_numpy() for c in ("face_id", "emotion", "start_t", "end_t"))
+    for i in range(1, len(ordered)):
+        if face[i] == face[i - 1] and abs(end[i - 1] - start[i]) < 1e-9:  # adjacent runs, not a gap in the track
+            transitions.append({"face_id": int(face[i]), "t": round(float(start[i]), 3), "from": emotion[i - 1],
+                                "to": emotion[i]})
     covered = sum(total.values())
     return {
         **extra,

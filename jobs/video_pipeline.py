@@ -1,15 +1,21 @@
 """The Ray Data pipeline of `fertune video`: one row per video through three stages.
 
-  find faces   (tasks, one per video, in parallel)  decode with timestamp sampling, YuNet on every sampled
-               frame (or Haar on key frames plus windowed search between them), tracks that end
-               at shot cuts, crops at the model's input size
-  classify     (an actor pool; on GPU when --gpus-per-worker > 0) all crops of a video in batches
-  write        (an actor pool) smoothing, deltas, segments, summary, timeline; summary.json last
+  find faces   decode with timestamp sampling, YuNet on every sampled frame (or Haar on key frames plus
+               windowed search between them), tracks that end at shot cuts, crops at the model's input size
+  classify     all crops of a video in batches
+  write        smoothing, deltas, segments, summary, timeline; summary.json last
+
+On CPUs one actor per core (`VideoWorker`) runs the three stages of a video in turn: no crops or
+probabilities copied between processes, and as many busy processes as cores (measured on 2 cores,
+40 files: 56.4 s against 66.7 s with the stages as separate operators, BENCHMARKS.md). With
+--gpus-per-worker the stages are separate operators: decoder tasks on the CPUs feed a GPU actor pool
+that classifies, and a writer pool writes.
 
 Rows are plain (strings, numbers, bytes), so nothing depends on Ray's tensor extension types. A
-video's rows stream through as soon as its decoding ends, so outputs appear while others decode and
-a crash loses only the videos in flight. Each stage catches its own errors and marks the row
-failed with the reason, so one bad file never stops the job.
+video's outputs are written as soon as it is done, while others decode, so a crash loses only the
+videos in flight. Each stage catches its own errors and marks the row
+failed with the reason, so one bad file never stops the job; a worker process that dies is restarted by
+Ray Data and its video done again.
 """
 from __future__ import annotations
 
@@ -22,19 +28,19 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
 from fer_core.stop import sigterm_kept
 
-# CPU shares per stage on the logical resources Ray sees: two decoders plus the classifier and a
-# writer exactly fill a 2-core machine (Haar runs single-threaded inside each decoder).
+# CPU shares per stage of the GPU layout on the logical resources Ray sees: two decoders plus the
+# classifier and a writer exactly fill two cores (the detectors run single-threaded inside each decoder).
 DECODE_CPUS = 0.75
 CLASSIFY_CPUS = 0.25
 WRITE_CPUS = 0.25
-# A CPU classifier or writer keeps up with the decoders of about this many cores (on one core, a 13 s clip's
-# faces take 1-2 s to find, ~0.5 s to classify and ~0.1 s to write).
+# A writer keeps up with the decoders of about this many cores (on one core, a 13 s clip's faces take
+# 1-2 s to find and ~0.1 s to write).
 CPUS_PER_SERVING_ACTOR = 4
 
 
@@ -162,23 +168,21 @@ class Classifier:
         self.predictor = Predictor(model, device=device, batch_size=batch_size)
         self.watch = watch
 
-    def __call__(self, batch):  # a pandas DataFrame of whole videos
+    def classify_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """`row` with the probabilities of its crops (`probs`) and the seconds it took (`timings`)."""
         if self.watch is not None:
             self.watch.check()
-        probs_col, timings_col = [], []
-        for payload, timings in zip(batch["payload"], batch["timings"]):
-            if not payload:
-                probs_col.append(b"")
-                timings_col.append(timings)
-                continue
-            start = time.perf_counter()
-            probs = self.predictor.predict_crops(_unpack(payload)["crops"])
-            probs_col.append(_pack(probs=probs))
-            timings_col.append(json.dumps({**json.loads(timings), "classify": time.perf_counter() - start}))
-        batch = batch.copy()
-        batch["probs"] = probs_col
-        batch["timings"] = timings_col
-        return batch
+        if not row["payload"]:
+            return {**row, "probs": b""}
+        start = time.perf_counter()
+        probs = self.predictor.predict_crops(_unpack(row["payload"])["crops"])
+        return {**row, "probs": _pack(probs=probs),
+                "timings": json.dumps({**json.loads(row["timings"]), "classify": time.perf_counter() - start})}
+
+    def __call__(self, batch):  # a pandas DataFrame of whole videos
+        import pandas as pd
+
+        return pd.DataFrame([self.classify_row(row) for row in batch.to_dict("records")], columns=batch.columns)
 
 
 def write_row(row: dict[str, Any], settings: dict[str, Any], watch: DriverWatch | None = None) -> dict[str, Any]:
@@ -233,6 +237,18 @@ class Writer:
         return write_row(row, self.settings, self.watch)
 
 
+class VideoWorker:
+    """The three stages of one video in one process, one after the other: `fertune video`'s CPU worker."""
+
+    def __init__(self, settings: dict[str, Any], batch_size: int, watch: DriverWatch | None = None):
+        self.classifier = Classifier(settings["model_path"], batch_size, "cpu", watch)
+        self.writer = Writer(settings, watch)
+        self.settings, self.watch = settings, watch
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        return self.writer(self.classifier.classify_row(find_faces_row(row, self.settings, self.watch)))
+
+
 def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, gpus_per_worker: float,
         address: str | None, on_result: Callable[[dict[str, Any]], None]) -> dict[str, float]:
     """Run the pipeline over `tasks` (path, name, out_dir, key), calling on_result(row) as each video ends.
@@ -261,8 +277,8 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver prints its own: videos done, frames/s, ETA
         ctx.print_on_execution_start = False
-        # Ray Data's per-operator reservations would hold CPUs back for the classify and write stages and
-        # so run one decoder at a time on 2 CPUs (1.04x the sequential loop, against 1.33x without them).
+        # Ray Data's per-operator reservations would hold CPUs back for the GPU layout's classify and write
+        # stages and so run one decoder at a time on 2 CPUs (1.04x the sequential loop, 1.33x without them).
         ctx.op_resource_reservation_enabled = False
         watch = DriverWatch.of_this_process()
         gpus = float(ray.cluster_resources().get("GPU", 0))
@@ -271,18 +287,16 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
                                f"drop the flag to classify on CPU")
         on_gpu = gpus_per_worker > 0
         ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-        ds = ds.map(find_faces_row, fn_kwargs={"settings": settings, "watch": watch}, num_cpus=DECODE_CPUS)
-        # One classifier and one writer suffice on a small machine; on a cluster the pools grow with the
-        # decoders they serve (Ray Data adds actors while their queues build up).
-        cpu_pool_max = max(1, int(ray.cluster_resources().get("CPU", 1) // CPUS_PER_SERVING_ACTOR))
-        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(gpus / gpus_per_worker)) if on_gpu
-                                          else cpu_pool_max)
-        ds = ds.map_batches(Classifier, fn_constructor_kwargs={"model": settings["model_path"], "batch_size": batch_size,
-                                                               "device": "cuda" if on_gpu else "cpu", "watch": watch},
-                            batch_size=1, batch_format="pandas", compute=pool,
-                            num_cpus=CLASSIFY_CPUS, num_gpus=gpus_per_worker if on_gpu else None)
-        ds = ds.map(Writer, fn_constructor_kwargs={"settings": settings, "watch": watch},
-                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cpu_pool_max), num_cpus=WRITE_CPUS)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        if on_gpu:  # one writer per CPUS_PER_SERVING_ACTOR cores (Ray Data adds them as their queues build up)
+            ds = separate_stages(ds, settings, batch_size, watch, "cuda", gpus_per_worker,
+                                 classifiers=max(1, int(gpus / gpus_per_worker)),
+                                 writers=max(1, cpus // CPUS_PER_SERVING_ACTOR))
+        else:  # one worker per core, never more than there are videos (each loads the model once)
+            workers = max(1, min(cpus, len(tasks)))
+            ds = ds.map(VideoWorker, fn_constructor_kwargs={"settings": settings, "batch_size": batch_size,
+                                                            "watch": watch},
+                        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
         # Whole blocks (one video each), no prefetch: each video is reported the moment it is written.
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas", prefetch_batches=0):
             for row in batch.to_dict("records"):
@@ -293,14 +307,17 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
     return {"startup": startup, "total": time.perf_counter() - t0}
 
 
-def run_plain(tasks: Iterable[dict[str, Any]], settings: dict[str, Any], batch_size: int,
-              on_result: Callable[[dict[str, Any]], None]) -> None:
-    """The same three stages in this process, one video after another (no Ray): for tests and benchmarks."""
-    classifier = Classifier(settings["model_path"], batch_size, "cpu")
-    settings = {**settings, "crop_size": classifier.predictor.img_size}
-    import pandas as pd
+def separate_stages(ds, settings: dict[str, Any], batch_size: int, watch: DriverWatch | None, device: str = "cuda",
+                    gpus_per_worker: float | None = None, classifiers: int = 1, writers: int = 1):
+    """The GPU layout: decoder tasks on the CPUs, a pool of up to `classifiers` actors classifying on
+    `device` (each holding `gpus_per_worker` GPUs), a pool of up to `writers` writers."""
+    import ray.data
 
-    for task in tasks:
-        row = find_faces_row(task, settings)
-        row = classifier(pd.DataFrame([row])).iloc[0].to_dict()
-        on_result(write_row(row, settings))
+    ds = ds.map(find_faces_row, fn_kwargs={"settings": settings, "watch": watch}, num_cpus=DECODE_CPUS)
+    ds = ds.map_batches(Classifier, fn_constructor_kwargs={"model": settings["model_path"], "batch_size": batch_size,
+                                                           "device": device, "watch": watch},
+                        batch_size=1, batch_format="pandas",
+                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=classifiers),
+                        num_cpus=CLASSIFY_CPUS, num_gpus=gpus_per_worker)
+    return ds.map(Writer, fn_constructor_kwargs={"settings": settings, "watch": watch},
+                  compute=ray.data.ActorPoolStrategy(min_size=1, max_size=writers), num_cpus=WRITE_CPUS)

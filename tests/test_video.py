@@ -219,6 +219,36 @@ def test_driver_watch_sees_a_dead_driver(monkeypatch, tmp_path):
         video_pipeline.write_row({"timings": "{}", "status": "ok"}, {}, watch)
 
 
+def test_the_gpu_layouts_separate_stages_write_what_the_cpu_worker_writes(tiny_model, tmp_path):
+    """The layout --gpus-per-worker uses (decoder tasks, a classifier pool, a writer pool), run here with the
+    classifier on CPU, against VideoWorker (the CPU layout's three stages in one process) on the same video."""
+    import ray
+    import ray.data
+
+    from fer_core.bundled import absolute_model_path
+    from fer_core.infer import input_size
+    from fer_core.video_settings import VideoSettings
+    from jobs.video_pipeline import VideoWorker, separate_stages
+
+    video = tmp_path / "acting.mp4"
+    make_scene_video(video, SEGMENTS[:2], fps=10, face_px=100, seed=0)
+    settings = {**VideoSettings().resolved(), "model": str(tiny_model), "model_path": absolute_model_path(str(tiny_model)),
+                "crop_size": input_size(str(tiny_model))}
+    task = {"path": str(video), "name": video.name, "key": "k"}
+    alone = VideoWorker(settings, batch_size=8)({**task, "out_dir": str(tmp_path / "alone")})
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        ds = separate_stages(ray.data.from_items([{**task, "out_dir": str(tmp_path / "stages")}]), settings,
+                             batch_size=8, watch=None, device="cpu")
+        rows = ds.take_all()
+    finally:
+        ray.shutdown()
+    assert alone["status"] == "ok" and [r["status"] for r in rows] == ["ok"], (alone, rows)
+    assert set(json.loads(rows[0]["timings"])) >= {"decode", "detect", "classify", "write"}
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "stages" / "frames.parquet"),
+                                  pd.read_parquet(tmp_path / "alone" / "frames.parquet"))
+
+
 @pytest.mark.long  # ~1 min: a video job stopped and resumed; CI runs it
 def test_sigterm_stops_cleanly_then_resume(tiny_model, tmp_path):
     """SIGTERM (docker stop, systemd) acts as Ctrl-C: exit 130, no Ray process left, a rerun finishes the job."""
