@@ -13,9 +13,8 @@ that classifies, and a writer pool writes.
 
 Rows are plain (strings, numbers, bytes), so nothing depends on Ray's tensor extension types. A
 video's outputs are written as soon as it is done, while others decode, so a crash loses only the
-videos in flight. Each stage catches its own errors and marks the row
-failed with the reason, so one bad file never stops the job; a worker process that dies is restarted by
-Ray Data and its video done again.
+videos in flight. Each stage catches its own errors and marks the row failed with the reason, so one bad
+file never stops the job; a worker process that dies is restarted by Ray Data and its video done again.
 """
 from __future__ import annotations
 
