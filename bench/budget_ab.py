@@ -9,6 +9,8 @@ standard error and flip-TTA) of (a), (b)'s best/ and (b)'s ensemble/, read from 
     python bench/budget_ab.py --data ../shared/data/fer2013.parquet --minutes 60 --out bench/results/budget_ab.json
 
 `--only train` or `--only search` runs one side (e.g. `--only train --set amp=off` for the time-budget check).
+`--explore-share S`, repeated, runs one search per share, one after the other (the exploration/refit split's
+A/B: `--only search --minutes 30 --explore-share 0.25 --explore-share 0.1`).
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--only", choices=["train", "search"])
     ap.add_argument("--set", action="append", default=[], help="extra --set for (a), e.g. amp=off")
+    ap.add_argument("--explore-share", type=float, action="append", default=[],
+                    help="one search per value, in order (default: one search with the search's default)")
     ap.add_argument("--project", default="runs/budget_ab")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/budget_ab.json")
     args = ap.parse_args()
@@ -63,12 +67,16 @@ def main() -> None:
         out["train"] = {"wall_s": wall, "over_budget": wall / (60 * args.minutes) - 1, "sets": args.set,
                         **scores(project / name / "eval.json")}
     if args.only in (None, "search"):
-        name = f"search-{stamp}"
-        wall = timed(fertune + ["search", "--data", args.data, "--space", "cnn_small.yaml", "--time-budget",
-                                str(args.minutes), "--project", str(project), "--name", name], project / f"{name}.log")
-        out["search"] = {"wall_s": wall, "over_budget": wall / (60 * args.minutes) - 1,
-                         "best": scores(project / name / "best" / "eval.json"),
-                         "ensemble": scores(project / name / "ensemble" / "eval.json")}
+        for share in args.explore_share or [None]:
+            name = f"search-{stamp}" + (f"-share{share:g}" if share is not None else "")
+            split = ["--explore-share", str(share)] if share is not None else []
+            wall = timed(fertune + ["search", "--data", args.data, "--space", "cnn_small.yaml", "--time-budget",
+                                    str(args.minutes), *split, "--project", str(project), "--name", name],
+                         project / f"{name}.log")
+            out["search" if share is None else f"search_share{share:g}"] = {
+                "wall_s": wall, "over_budget": wall / (60 * args.minutes) - 1, "explore_share": share,
+                "best": scores(project / name / "best" / "eval.json"),
+                "ensemble": scores(project / name / "ensemble" / "eval.json")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
