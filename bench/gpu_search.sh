@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `fertune search --time-budget` on one GPU without Ray or Optuna (the GPU box has neither), same plan:
-# exploration for EXPLORE_SHARE of the budget (P worker processes share the GPU and take sampled
+# exploration for --explore-share of the budget (P worker processes share the GPU and take sampled
 # configurations from a common queue; short trials with the wsd schedule, as the search's trials), then
 # the top P configurations refit at once, each continuing its trial's last checkpoint, a fer_core.train.fit with a TimeBudget to one
 # deadline, then the refits' test scores and their greedy ensemble (chosen on validation).
@@ -10,10 +10,12 @@
 #   bash bench/gpu_search.sh --data data_local/fer2013.parquet           # on the GPU machine, 7 minutes
 #   bash bench/gpu_search.sh --smoke                                       # CPU, tiny sizes: checks the script
 #   options: --procs P (default 4) --minutes M (default 7, all phases) --epochs E (exploration trials, default 12)
-#            --model resnet18|cnn_small
+#            --model resnet18|cnn_small --explore-share S (default 0.25, not the CPU search's measured 0.1: a tenth
+#            of 7 minutes is 42 s, of which the spawned processes' CUDA start and data load take ~20 s; unmeasured;
+#            --smoke: 0.5, since in its 1-minute budget less ends no trial's epoch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=""; SMOKE=0; PROCS=4; MINUTES=7; EPOCHS=12; MODEL=resnet18
+DATA=""; SMOKE=0; PROCS=4; MINUTES=7; EPOCHS=12; MODEL=resnet18; SHARE=0.25
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) DATA="$2"; shift 2 ;;
@@ -22,15 +24,16 @@ while [ $# -gt 0 ]; do
     --minutes) MINUTES="$2"; shift 2 ;;
     --epochs) EPOCHS="$2"; shift 2 ;;
     --model) MODEL="$2"; shift 2 ;;
-    *) echo "usage: bench/gpu_search.sh --data PARQUET [--procs P] [--minutes M] [--epochs E] [--model NAME] | --smoke" >&2; exit 2 ;;
+    --explore-share) SHARE="$2"; shift 2 ;;
+    *) echo "usage: bench/gpu_search.sh --data PARQUET [--procs P] [--minutes M] [--epochs E] [--model NAME] [--explore-share S] | --smoke" >&2; exit 2 ;;
   esac
 done
 if [ "$SMOKE" = 1 ]; then
-  DATA="${DATA:-demo}"; PROCS=2; MINUTES=1; EPOCHS=1; MODEL=cnn_small
+  DATA="${DATA:-demo}"; PROCS=2; MINUTES=1; EPOCHS=1; MODEL=cnn_small; SHARE=0.5
 fi
 [ -n "$DATA" ] || { echo "bench/gpu_search.sh: pass --data path/to/fer2013.parquet (or --smoke)" >&2; exit 2; }
 source bench/_gpu_env.sh && gpu_env gpu_search
-export DATA SMOKE PROCS MINUTES EPOCHS MODEL OUT_DIR
+export DATA SMOKE PROCS MINUTES EPOCHS MODEL SHARE OUT_DIR
 # written to a file: worker processes are spawned (CUDA needs it) and re-import the main script by path
 PYFILE="$OUT_DIR/gpu_search_run.py"
 cat > "$PYFILE" <<'PY'
@@ -133,11 +136,10 @@ def drain(procs, done, show):
 if __name__ == "__main__":
     import numpy as np
 
-    from jobs.search_refit import EXPLORE_SHARE
-
+    SHARE = float(os.environ["SHARE"])
     ctx = mp.get_context("spawn")
     t_start = time.time()
-    explore_deadline, refit_deadline = t_start + EXPLORE_SHARE * BUDGET_S, t_start + BUDGET_S - FINISH_S
+    explore_deadline, refit_deadline = t_start + SHARE * BUDGET_S, t_start + BUDGET_S - FINISH_S
     todo, done = ctx.Queue(), ctx.Queue()
     for i, c in enumerate(configs(PROCS if SMOKE else 64)):
         todo.put((i, c))
@@ -148,6 +150,8 @@ if __name__ == "__main__":
         f"explore trial {r['trial']:3d} (proc {r['proc']}): {r['epochs_done']} epochs, "
         f"{r['train_images'] / r['seconds']:.0f} img/s, val {r['val_macro_f1']:.4f}", flush=True))
     explore_wall = time.time() - t_start
+    if not explored:
+        raise SystemExit(f"no exploration trial ended an epoch in {SHARE * BUDGET_S:.0f} s; raise --explore-share or --minutes")
     top = sorted(explored, key=lambda r: -r["val_macro_f1"])[:PROCS]  # chosen on validation, as the search does
     procs = [ctx.Process(target=refit, args=(r, t["trial"], t["config"], refit_deadline, done))
              for r, t in enumerate(top)]
@@ -178,7 +182,7 @@ if __name__ == "__main__":
                 "test_accuracy": float((np.mean([test_probs[i] for i in keep], 0).argmax(1) == labels).mean())}
     wall = time.time() - t_start
     summary = {"data": DATA, "procs": PROCS, "model": MODEL, "epochs": EPOCHS, "budget_s": BUDGET_S,
-               "explore_share": EXPLORE_SHARE, "wall_s": round(wall, 1), "explore_wall_s": round(explore_wall, 1),
+               "explore_share": SHARE, "wall_s": round(wall, 1), "explore_wall_s": round(explore_wall, 1),
                "trials": len(explored),
                "aggregate_train_img_s": round(sum(r["train_images"] for r in explored) / explore_wall),
                "best": refits[0], "ensemble": ensemble, "results": explored + refits, "smoke": SMOKE}

@@ -72,7 +72,7 @@ def test_bad_split_is_refused(tmp_path):
 def test_a_two_minute_demo_search_ends_in_time_and_best_is_a_full_length_refit(tmp_path):
     project = tmp_path / "runs"
     t0 = time.monotonic()
-    # half the budget explores: at the default quarter no demo trial ends an epoch on 2 cores, and the refit of
+    # half the budget explores: at the default tenth no demo trial ends an epoch on 2 cores, and the refit of
     # the default configuration would have no checkpoint to continue
     res = run_cli("search", "--data", "demo", "--space", "demo.yaml", "--num-samples", "4", "--time-budget", "2",
                   "--explore-share", "0.5", "--project", str(project), "--name", "b", cwd=tmp_path)
