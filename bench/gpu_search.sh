@@ -11,8 +11,9 @@
 #   bash bench/gpu_search.sh --smoke                                       # CPU, tiny sizes: checks the script
 #   options: --procs P (default 4) --minutes M (default 7, all phases) --epochs E (exploration trials, default 12)
 #            --model resnet18|cnn_small --explore-share S (default 0.25, not the CPU search's measured 0.1: a tenth
-#            of 7 minutes is 42 s, of which the spawned processes' CUDA start and data load take ~20 s; unmeasured;
-#            --smoke: 0.5, since in its 1-minute budget less ends no trial's epoch)
+#            of 7 minutes is 42 s, much of it the spawned processes' CUDA start and data load (an estimate: the
+#            split is unmeasured on a GPU);
+#            --smoke: 0.5: in its 1-minute budget a smaller share ends no trial's epoch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=""; SMOKE=0; PROCS=4; MINUTES=7; EPOCHS=12; MODEL=resnet18; SHARE=0.25
