@@ -195,13 +195,11 @@ def main(args) -> int:
         progress.update(row)
 
     from fer_core.bundled import absolute_model_path
-    from fer_core.infer import input_size
     from jobs import video_pipeline
 
-    # Crops are cut at the model's input size in the decoders, which never load the model; the size is
-    # the model's, so the model's part of the key already covers it.
-    job_settings = {**video_settings.resolved(), "model": args.model, "model_path": absolute_model_path(args.model),
-                    "crop_size": input_size(args.model)}
+    # Crops are cut at the model's input size (crop_size, which video_pipeline adds); the size is the
+    # model's, so the model's part of the key already covers it.
+    job_settings = {**video_settings.resolved(), "model": args.model, "model_path": absolute_model_path(args.model)}
     wall = video_pipeline.run(tasks, job_settings, video_settings.batch_size, video_settings.gpus_per_worker,
                               args.address, on_result)
     statuses = pd.Series([manifest.rows[t["path"]]["status"] for t in tasks]).value_counts().to_dict()

@@ -241,6 +241,8 @@ class VideoWorker:
 
     def __init__(self, settings: dict[str, Any], batch_size: int, watch: DriverWatch | None = None):
         self.classifier = Classifier(settings["model_path"], batch_size, "cpu", watch)
+        # crops at the input size of the model it holds (the driver then never imports torch to read it)
+        settings = {**settings, "crop_size": self.classifier.predictor.img_size}
         self.writer = Writer(settings, watch)
         self.settings, self.watch = settings, watch
 
@@ -251,6 +253,9 @@ class VideoWorker:
 def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, gpus_per_worker: float,
         address: str | None, on_result: Callable[[dict[str, Any]], None]) -> dict[str, float]:
     """Run the pipeline over `tasks` (path, name, out_dir, key), calling on_result(row) as each video ends.
+
+    `settings`: VideoSettings.resolved() plus model and model_path; crops are cut at the model's input size
+    (crop_size, read from the model here for the GPU layout, by each worker from the model it loads on CPUs).
 
     Starts a local Ray (or joins `address`) and shuts it down afterwards, also when stopped by Ctrl-C or
     SIGTERM. Returns wall seconds of start-up and of the pipeline.
@@ -288,6 +293,10 @@ def run(tasks: list[dict[str, Any]], settings: dict[str, Any], batch_size: int, 
         ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         if on_gpu:  # one writer per CPUS_PER_SERVING_ACTOR cores (Ray Data adds them as their queues build up)
+            from fer_core.infer import input_size
+
+            # the decoders never load the model: they get its input size from here
+            settings = {**settings, "crop_size": input_size(settings["model_path"])}
             ds = separate_stages(ds, settings, batch_size, watch, "cuda", gpus_per_worker,
                                  classifiers=max(1, int(gpus / gpus_per_worker)),
                                  writers=max(1, cpus // CPUS_PER_SERVING_ACTOR))

@@ -60,3 +60,17 @@ def test_pretrained_imagenet_weights_average_to_one_channel(tmp_path):
 def test_unknown_model_lists_known():
     with pytest.raises(ValueError, match="known: cnn_small, resnet18, vit"):
         create_model("vgg")
+
+
+def test_the_registry_loads_without_torchvision():
+    """torchvision.models pulls in torch._dynamo (seconds a process): a process that builds cnn_small (a video
+    worker, a Serve replica, a trial) must not pay for it; resnet18 imports it when built."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from fer_core.models import create_model, list_models; list_models(); "
+            "create_model('cnn_small'); print('torchvision' in sys.modules, end=' '); "
+            "create_model('resnet18'); print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True"]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import resnet18 as tv_resnet18
 
 from fer_core.models import register_model
 from fer_core.models.head import classifier_head
@@ -21,6 +20,10 @@ class FerResNet(nn.Module):
     def __init__(self, num_classes: int = 7, head_width: int = 256, dropout: float = 0.5,
                  dropout2: float | None = None, pretrained: str | None = None, img_size: int = 48):
         super().__init__()  # img_size: any size works (global pooling); accepted for a uniform signature
+        # imported here, not at the top: torchvision.models pulls in torch._dynamo (~1.5-2.5 s a process),
+        # which every process that builds the registry would pay (video workers, Serve replicas, trials)
+        from torchvision.models import resnet18 as tv_resnet18
+
         net = tv_resnet18(weights=None)
         if pretrained:
             load_imagenet_weights(net, pretrained)
