@@ -50,8 +50,8 @@ class VideoSettings:
     face_score: float = setting(YUNET_MIN_SCORE, "yunet: the smallest face confidence kept, 0-1 (the library "
                                                  "returns none under 0.2)", metavar="P")
     detect_scale: float = setting(VIDEO_DETECT_SCALE, "yunet: frames are shrunk by this factor before detection "
-                                                      "(0.5: a quarter of the pixels; faces under ~32 px tall may "
-                                                      "be missed)", metavar="X")
+                                                      "(0.5: a quarter of the pixels; faces under ~48 px tall are "
+                                                      "found less often, under ~32 px one in four is missed)", metavar="X")
     plots: bool = setting(True, f"draw {runs.TIMELINE} per video (drawn with OpenCV, ~20 ms a video)")
     batch_size: int = setting(64, "face crops per classification batch", metavar="B")
     gpus_per_worker: float = setting(0.0, "GPUs per classifier actor (fractions share a GPU); 0 classifies on CPU",

@@ -28,7 +28,8 @@ def detect(image: np.ndarray, min_score: float = YUNET_MIN_SCORE, scale: float |
 
     `scale` shrinks the image before detection (0.5: a quarter of the pixels); None detects at full size,
     shrunk only so that the longer side is at most YUNET_MAX_SIDE. A scale trades small faces for speed: on
-    the shared clips a face 32 px tall at the detector's input is found, one 16 px tall is not.
+    the labelled frames of the shared clips, at score 0.7, a face 24 px tall or more at the detector's input is
+    found 99 % of the time, one 16-24 px tall 88-98 %, one 12-16 px tall 77 % (bench/face_size_recall.py).
     """
     import cv2
 

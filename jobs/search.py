@@ -308,6 +308,9 @@ def _run(settings: dict[str, Any], space: SearchSpace, data: Any, folder: Path, 
             _stop_if_unfinished(df, path)
             wall = time.perf_counter() - t0
         finish(folder, space, settings, data, df)
+        # the closing exports' own seconds, beside what a refit plan kept for them (refit.json finish_s)
+        runs.write_json(folder / runs.TIMING, {"ray_start_s": ray_start, "search_wall_s": wall,
+                                               "exports_s": time.perf_counter() - t0 - wall})
         print(f"search wall time {wall:.0f}s (Ray start-up included)")
     finally:
         ray.shutdown()

@@ -118,23 +118,42 @@ def trial_configs(experiment_path: str, trials: list[int]) -> dict[str, dict[str
 
 
 def finish_seconds(data: Any, config: dict[str, Any], members: int) -> float:
-    """Seconds the closing exports take, from one timed pass of `config`'s network over the validation images:
-    best/ scores test with flip-TTA, the ensemble scores val per candidate and test with flip-TTA per member."""
+    """Seconds the closing exports take, from one timed pass of `config`'s network over validation images, run
+    as the exports run it (fer_core.infer.predict_probs at the precision and memory layout its checkpoints will
+    load with): best/ scores test with flip-TTA; the ensemble scores val per candidate when there is more than
+    one, and test with flip-TTA per member.
+
+    Timed before as a bare NCHW forward pass (4.75 ms a cnn_small image on 2 fp32 cores), with val counted for a
+    lone member, a 30-minute search planned 101 s for exports whose evaluations took 48 s; timed this way the
+    plan is 61 s (`python bench/finish_plan.py`, BENCHMARKS.md).
+    """
+    import numpy as np
     import torch
 
     from fer_core.config import resolve
+    from fer_core.device import inference_mode_for
+    from fer_core.infer import predict_probs
     from fer_core.train import build_model
 
-    model = build_model(resolve(config)).eval()
-    images = torch.from_numpy(data.val.images[:2048]).float().unsqueeze(1) / 255
-    with torch.inference_mode():
-        model(images[:64])  # the first call allocates and picks kernels
-        t0 = time.perf_counter()
-        for batch in images.split(512):
-            model(batch)
+    cfg = resolve(config)
+    model = build_model(cfg).eval()
+    bf16, channels_last = inference_mode_for({"config": {"amp": cfg.amp, "channels_last": cfg.channels_last}},
+                                             model, torch.device("cpu"))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    split = data.val if data.val is not None else data.train
+    images = np.asarray(split.images[:2048])
+
+    def timed_pass(batch: np.ndarray) -> None:
+        predict_probs(model, batch, cfg.mean, cfg.std, 512, bf16=bf16, channels_last=channels_last)
+
+    timed_pass(images[:64])  # the first call allocates and picks kernels
+    t0 = time.perf_counter()
+    timed_pass(images)
     per_image = (time.perf_counter() - t0) / len(images)
-    test = len(data.test.labels) if data.test is not None else len(data.val.labels)
-    return FINISH_FIXED_S + (2 * test + members * (len(data.val.labels) + 2 * test)) * per_image
+    test = len(data.test.labels) if data.test is not None else len(split.labels)
+    val = len(data.val.labels) if data.val is not None and members > 1 else 0
+    return FINISH_FIXED_S + (2 * test + members * (val + 2 * test)) * per_image
 
 
 def merge(explore: pd.DataFrame, refit: pd.DataFrame | None, space: SearchSpace) -> pd.DataFrame:

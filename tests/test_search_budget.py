@@ -62,6 +62,30 @@ def test_merge_marks_refits_and_gives_them_their_trials_values():
     assert list(table["explore best_val_acc"]) == [0.4, 0.5] and list(table["refit epochs"]) == [9, 8]
 
 
+def test_the_exports_plan_times_their_own_inference_and_scores_val_only_to_choose_members(monkeypatch):
+    """finish_seconds times fer_core.infer.predict_probs at the precision and layout the checkpoints load with
+    (a bare NCHW pass planned twice the exports' time), and counts val only when members are chosen on it."""
+    import itertools
+
+    import fer_core.infer
+    import jobs.search_refit as search_refit
+    from fer_core.synthetic import make_demo_data
+
+    data = make_demo_data(n_train=64, n_val=50, n_test=30)
+    calls = []
+    monkeypatch.setattr(fer_core.infer, "predict_probs", lambda model, images, *a, **kw: calls.append((len(images), kw)))
+    clock = itertools.count()  # every perf_counter() call advances one second: one timed pass takes 1 s
+    monkeypatch.setattr(search_refit.time, "perf_counter", lambda: float(next(clock)))
+    per_image = 1 / 50  # the timed pass is over the 50 val images
+    fixed = search_refit.FINISH_FIXED_S
+    one = search_refit.finish_seconds(data, {"model": "cnn_small"}, 1)
+    three = search_refit.finish_seconds(data, {"model": "cnn_small"}, 3)
+    assert one == pytest.approx(fixed + (2 * 30 + 2 * 30) * per_image)  # best/ and the lone member, test with TTA
+    assert three == pytest.approx(fixed + (2 * 30 + 3 * (50 + 2 * 30)) * per_image)
+    assert [n for n, _ in calls] == [50, 50] * 2  # a warm-up (up to 64 images), then the timed pass
+    assert all("channels_last" in kw and "bf16" in kw for _, kw in calls)
+
+
 def test_bad_split_is_refused(tmp_path):
     res = run_cli("search", "--data", "demo", "--space", "demo.yaml", "--time-budget", "2", "--explore-share", "1.5",
                   "--project", str(tmp_path), cwd=tmp_path)
