@@ -142,7 +142,7 @@ def _frames(pred: pd.DataFrame, labels_dir: Path, min_score: float | None):
     return labelled, pred, dropped, by_pred, by_lab, labels
 
 
-def _match_all(pred: pd.DataFrame, labels_dir: Path, iou_min: float, min_score: float | None):
+def match_all(pred: pd.DataFrame, labels_dir: Path, iou_min: float, min_score: float | None):
     """Yield (frame key, its predictions, its faces, its ignore regions, Match) for every labelled frame."""
     labelled, _, _, by_pred, by_lab, labels = _frames(pred, labels_dir, min_score)
     empty_p = pred.iloc[0:0].assign(key="")
@@ -168,7 +168,7 @@ def score(pred: pd.DataFrame, labels_dir: Path = LABELS_DIR, ious: tuple[float, 
                  "predictions": int(len(kept)), "predictions_off_set": dropped}
     for iou_min in ious:
         tp = fp = fn = ignored = 0
-        for *_, m in _match_all(pred, labels_dir, iou_min, min_score):
+        for *_, m in match_all(pred, labels_dir, iou_min, min_score):
             t, f, n = m.counts
             tp, fp, fn, ignored = tp + t, fp + f, fn + n, ignored + len(m.ignored)
         recall = tp / (tp + fn) if tp + fn else 0.0
@@ -183,7 +183,7 @@ def errors(pred: pd.DataFrame, labels_dir: Path = LABELS_DIR, iou_min: float = 0
            min_score: float | None = None) -> pd.DataFrame:
     """Every false positive and every missed face, one row each (what: fp | miss), to look at."""
     rows = []
-    for (key, frame), p, faces, _, m in _match_all(pred, labels_dir, iou_min, min_score):
+    for (key, frame), p, faces, _, m in match_all(pred, labels_dir, iou_min, min_score):
         for i in m.false_pos:
             r = p.iloc[i]
             rows.append(dict(what="fp", video=key, frame_index=frame, x=r.x, y=r.y, w=r.w, h=r.h,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from face_set_score import LABELS_DIR, _match_all, detect_set  # bench/ is on sys.path when run as a script
+from face_set_score import LABELS_DIR, match_all, detect_set  # bench/ is on sys.path when run as a script
 
 BUCKETS = [0, 12, 14, 16, 18, 20, 24, 28, 32, 40, 60, 400]  # face height at the detector's input, px
 
@@ -27,7 +27,7 @@ def recall_by_input_height(scales: list[float], thresholds: list[float], labels_
     for scale in scales:
         pred, _ = detect_set("yunet", scale, labels_dir)
         for threshold in thresholds:
-            for _, _, faces, _, match in _match_all(pred, labels_dir, 0.4, threshold):
+            for _, _, faces, _, match in match_all(pred, labels_dir, 0.4, threshold):
                 found = {face for _, face in match.pairs}
                 rows += [{"scale": scale, "threshold": threshold, "input_h": h * scale, "found": i in found}
                          for i, h in enumerate(faces["h"].to_numpy())]
