@@ -3,6 +3,7 @@ checkpoints) to the budget's end, then best/ and ensemble/ from the refits; resu
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from fer_core.config import load_yaml
 from jobs.search_refit import candidates, merge, refit_count, refit_cpus, start_checkpoints
 from jobs.search_space import parse_space
 
+SPACES = Path(__file__).resolve().parents[1] / "jobs" / "spaces"
 SPACE = parse_space({"metric": "val_acc", "space": {"model": "cnn_small", "lr": {"loguniform": [1e-4, 1e-2]}}})
 
 
@@ -95,10 +97,13 @@ def test_bad_split_is_refused(tmp_path):
 @pytest.mark.long
 def test_a_two_minute_demo_search_ends_in_time_and_best_is_a_full_length_refit(tmp_path):
     project = tmp_path / "runs"
+    # half the budget explores, on 600 of the 2,000 images: what is left of the first minute after loading the
+    # data and starting Ray (~45 s) must hold a trial's start and an epoch even on a slow 2-core machine, or the
+    # refit has no checkpoint to continue (all 2,000 images took ~40 s an epoch there: CI lost that race)
+    space = tmp_path / "demo_subset.yaml"
+    space.write_text((SPACES / "demo.yaml").read_text() + "  train_subset: 600\n")
     t0 = time.monotonic()
-    # half the budget explores: at the default tenth no demo trial ends an epoch on 2 cores, and the refit of
-    # the default configuration would have no checkpoint to continue
-    res = run_cli("search", "--data", "demo", "--space", "demo.yaml", "--num-samples", "4", "--time-budget", "2",
+    res = run_cli("search", "--data", "demo", "--space", str(space), "--num-samples", "4", "--time-budget", "2",
                   "--explore-share", "0.5", "--project", str(project), "--name", "b", cwd=tmp_path)
     wall = time.monotonic() - t0
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -113,6 +118,7 @@ def test_a_two_minute_demo_search_ends_in_time_and_best_is_a_full_length_refit(t
     # the refit's plan came from the budget: its config records the measured speed and the planned steps
     config = load_yaml(project / "b" / runs.BEST_DIR / runs.CONFIG)
     assert config["measured_img_s"] > 0 and config["planned_steps"] > 0
+    assert config["train_subset"] == 0  # exploration's subset is not the refit's: it trains on every image
     # ... and it continued its exploration trial's last checkpoint (copied into the refit's folder)
     starts = runs.read_json(project / "b" / "refit.json")["starts"]
     assert str(best["trial"]) in starts and starts[str(best["trial"])].endswith("/last.pt")
