@@ -3,7 +3,6 @@ checkpoints) to the budget's end, then best/ and ensemble/ from the refits; resu
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,9 +11,8 @@ from conftest import run_cli
 from fer_core import runs
 from fer_core.config import load_yaml
 from jobs.search_refit import candidates, merge, refit_count, refit_cpus, start_checkpoints
-from jobs.search_space import parse_space
+from jobs.search_space import parse_space, space_path
 
-SPACES = Path(__file__).resolve().parents[1] / "jobs" / "spaces"
 SPACE = parse_space({"metric": "val_acc", "space": {"model": "cnn_small", "lr": {"loguniform": [1e-4, 1e-2]}}})
 
 
@@ -101,7 +99,7 @@ def test_a_two_minute_demo_search_ends_in_time_and_best_is_a_full_length_refit(t
     # data and starting Ray (~45 s) must hold a trial's start and an epoch even on a slow 2-core machine, or the
     # refit has no checkpoint to continue (all 2,000 images took ~40 s an epoch there: CI lost that race)
     space = tmp_path / "demo_subset.yaml"
-    space.write_text((SPACES / "demo.yaml").read_text() + "  train_subset: 600\n")
+    space.write_text(space_path("demo.yaml").read_text() + "  train_subset: 600\n")
     t0 = time.monotonic()
     res = run_cli("search", "--data", "demo", "--space", str(space), "--num-samples", "4", "--time-budget", "2",
                   "--explore-share", "0.5", "--project", str(project), "--name", "b", cwd=tmp_path)
