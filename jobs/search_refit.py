@@ -131,14 +131,13 @@ def finish_seconds(data: Any, config: dict[str, Any], members: int) -> float:
     import torch
 
     from fer_core.config import resolve
-    from fer_core.device import inference_mode_for
+    from fer_core.device import use_bf16, use_channels_last
     from fer_core.infer import predict_probs
     from fer_core.train import build_model
 
     cfg = resolve(config)
     model = build_model(cfg).eval()
-    bf16, channels_last = inference_mode_for({"config": {"amp": cfg.amp, "channels_last": cfg.channels_last}},
-                                             model, torch.device("cpu"))
+    bf16, channels_last = use_bf16(cfg, torch.device("cpu")), use_channels_last(cfg, model)  # as its checkpoints load
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     split = data.val if data.val is not None else data.train
